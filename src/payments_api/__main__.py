@@ -1,0 +1,3 @@
+from payments_api.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""`payments-api serve | …`: the console script and `python -m payments_api`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from payments_api import __version__
+from payments_api.config.constants import GRACEFUL_SHUTDOWN_SECONDS
+from payments_api.config.settings import Settings, format_settings_error
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="payments-api", description="The payments API and its companion processes."
+    )
+    parser.add_argument("--version", action="version", version=f"payments-api {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the API",
+        description="Serve the API. Without MONGODB_URI / REDIS_URL / GATEWAY_URL it runs on "
+        "in-process stand-ins (one process only).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: PORT, else 3000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default 1; needs real servers)"
+    )
+    return parser
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(format_settings_error(exc), file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def serve(host: str, port: int | None, workers: int) -> int:
+    import uvicorn
+
+    settings = _load_settings()
+    if workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers > 1 and settings.uses_in_memory_store:
+        print(
+            "--workers above 1 needs MONGODB_URI and REDIS_URL: the in-memory stand-ins "
+            "cannot be shared between processes",
+            file=sys.stderr,
+        )
+        return 2
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port or settings.port,
+        "server_header": False,
+        "date_header": True,
+        "access_log": False,
+        "log_config": None,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "lifespan": "on",
+    }
+    if workers > 1:
+        uvicorn.run("payments_api.app:create_app_from_env", factory=True, workers=workers, **common)
+    else:
+        from payments_api.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args.host, args.port, args.workers)
+    return 2

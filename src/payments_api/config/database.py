@@ -1,0 +1,159 @@
+"""The one MongoDB client: Motor on `MONGODB_URI`, or the in-memory stand-in without it.
+
+Also: the indexes the models rely on, the `transaction()` helper and the slow-query listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import PyMongoError
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
+
+from payments_api.config.constants import SERVER_WAIT_SECONDS
+from payments_api.config.settings import Settings
+from payments_api.errors import StartupError
+from payments_api.utils.logger import get_logger
+
+logger = get_logger("database")
+
+Session = Any
+"""A Motor client session, or None where the deployment has no transactions."""
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "users": [
+        IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
+        # Sparse: users without a phone number store no field and never collide.
+        IndexModel([("phoneNumber", ASCENDING)], unique=True, sparse=True, name="phone_unique"),
+    ],
+    "merchants": [
+        IndexModel([("apiKeyHash", ASCENDING)], unique=True, name="api_key_hash_unique"),
+    ],
+}
+
+
+class SlowQueryListener(CommandListener):
+    """Logs every command slower than `SLOW_QUERY_MS` as a warning (name and timing only:
+    command bodies can hold personal data)."""
+
+    def __init__(self, threshold_ms: int) -> None:
+        self.threshold_ms = threshold_ms
+
+    def started(self, event: CommandStartedEvent) -> None:
+        return None
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        self._check(event.command_name, event.database_name, event.duration_micros)
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        self._check(event.command_name, event.database_name, event.duration_micros)
+
+    def _check(self, command: str, database: str, duration_micros: int) -> None:
+        duration_ms = duration_micros / 1000
+        if duration_ms >= self.threshold_ms:
+            logger.warning(
+                "slow query",
+                command=command,
+                database=database,
+                durationMs=round(duration_ms, 1),
+                thresholdMs=self.threshold_ms,
+            )
+
+
+def describe_uri(uri: str) -> str:
+    """The URI without credentials, for messages and logs."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return "<invalid uri>"
+    hosts = rest.rsplit("@", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    return f"{scheme}://{hosts}"
+
+
+class Database:
+    """Owns the client, the database handle and what the deployment supports."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.in_memory = settings.mongodb_uri is None
+        self.client: Any = self._make_client(settings)
+        self.db: Any = self.client[settings.mongodb_db]
+        self.supports_transactions = False
+
+    @staticmethod
+    def _make_client(settings: Settings) -> Any:
+        if settings.mongodb_uri is None:
+            from mongomock_motor import AsyncMongoMockClient
+
+            return AsyncMongoMockClient(tz_aware=True)
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        return AsyncIOMotorClient(
+            settings.mongodb_uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=2000,
+            connectTimeoutMS=2000,
+            socketTimeoutMS=10_000,
+            event_listeners=[SlowQueryListener(settings.slow_query_ms)],
+            appname="payments-api",
+        )
+
+    def __getitem__(self, name: str) -> Any:
+        return self.db[name]
+
+    async def connect(self, wait_seconds: float = SERVER_WAIT_SECONDS) -> None:
+        """Wait for the server (at most `wait_seconds`), then learn whether it has transactions."""
+        if self.in_memory:
+            logger.info("using the in-memory MongoDB stand-in (mongomock); data is not persisted")
+            return
+        uri = describe_uri(self.settings.mongodb_uri or "")
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                hello: dict[str, Any] = await self.client.admin.command("hello")
+                break
+            except PyMongoError as exc:
+                if time.monotonic() >= deadline:
+                    raise StartupError(
+                        f"MongoDB at {uri} could not be reached within {wait_seconds:g} s: "
+                        f"{type(exc).__name__}"
+                    ) from exc
+                await asyncio.sleep(0.5)
+        replica = "setName" in hello or hello.get("msg") == "isdbgrid"
+        mode = self.settings.mongodb_transactions
+        if mode == "on" and not replica:
+            raise StartupError(
+                f"MONGODB_TRANSACTIONS=on but MongoDB at {uri} is neither a replica set nor mongos"
+            )
+        self.supports_transactions = mode == "on" or (mode == "auto" and replica)
+        logger.info("connected to MongoDB", uri=uri, transactions=self.supports_transactions)
+
+    async def ping(self) -> None:
+        await self.client.admin.command("ping")
+
+    async def create_indexes(self) -> None:
+        for collection, indexes in INDEXES.items():
+            await self.db[collection].create_indexes(indexes)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        """Group the writes of one step. Yields a session to pass as `session=` to every Motor
+        call inside, or None where the deployment has no transactions (each step is then
+        made safe by deterministic ids and guarded updates instead)."""
+        if not self.supports_transactions:
+            yield None
+            return
+        async with await self.client.start_session() as session, session.start_transaction():
+            yield session
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,57 @@
+"""The one Redis client: redis.asyncio (hiredis parser) on `REDIS_URL`, fakeredis without it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from payments_api.config.constants import SERVER_WAIT_SECONDS
+from payments_api.config.database import describe_uri
+from payments_api.config.settings import Settings
+from payments_api.errors import StartupError
+from payments_api.utils.logger import get_logger
+
+logger = get_logger("redis")
+
+
+def create_redis(settings: Settings) -> Redis:
+    if settings.redis_url is None:
+        from fakeredis import FakeAsyncRedis
+
+        client: Any = FakeAsyncRedis(decode_responses=True)
+        return client  # type: ignore[no-any-return]
+    return Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        health_check_interval=30,
+        max_connections=256,
+    )
+
+
+async def wait_for_redis(
+    client: Redis, settings: Settings, wait_seconds: float = SERVER_WAIT_SECONDS
+) -> None:
+    """Ping until Redis answers; after `wait_seconds`, stop the start-up with a clear message."""
+    if settings.redis_url is None:
+        logger.info("using the in-process Redis stand-in (fakeredis); data is not persisted")
+        return
+    uri = describe_uri(settings.redis_url)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            await client.ping()
+            logger.info("connected to Redis", uri=uri)
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    f"Redis at {uri} could not be reached within {wait_seconds:g} s: "
+                    f"{type(exc).__name__}"
+                ) from exc
+            await asyncio.sleep(0.5)

@@ -1,0 +1,98 @@
+"""The one error hierarchy. Raised anywhere, turned into the contract's error body in
+`middleware/errors.py` only.
+
+Each class fixes an HTTP status and a default code; the code can be narrowed per raise
+(`NotFoundError("PAYMENT_NOT_FOUND", "Payment not found")`). `extra` holds the additional
+body fields the contract names (`remainingToday`, `availableAmount`, `payment`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 500
+    default_code: ClassVar[str] = "INTERNAL_ERROR"
+    default_message: ClassVar[str] = "An unexpected error occurred"
+
+    def __init__(
+        self,
+        code: str | None = None,
+        message: str | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.code = code or self.default_code
+        self.message = message or self.default_message
+        self.extra = extra or {}
+        self.headers = headers or {}
+        super().__init__(f"{self.code}: {self.message}")
+
+
+class BadRequestError(AppError):
+    status_code = 400
+    default_code = "BAD_REQUEST"
+    default_message = "The request is malformed"
+
+
+class UnauthorizedError(AppError):
+    status_code = 401
+    default_code = "UNAUTHORIZED"
+    default_message = "Authentication required"
+
+    def __init__(self, code: str | None = None, message: str | None = None) -> None:
+        super().__init__(code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class PaymentRequiredError(AppError):
+    status_code = 402
+    default_code = "PAYMENT_DECLINED"
+    default_message = "The payment was declined"
+
+
+class ForbiddenError(AppError):
+    status_code = 403
+    default_code = "FORBIDDEN"
+    default_message = "You are not allowed to do this"
+
+
+class NotFoundError(AppError):
+    status_code = 404
+    default_code = "NOT_FOUND"
+    default_message = "Not found"
+
+
+class ConflictError(AppError):
+    status_code = 409
+    default_code = "CONFLICT"
+    default_message = "The request conflicts with the current state"
+
+
+class PayloadTooLargeError(AppError):
+    status_code = 413
+    default_code = "PAYLOAD_TOO_LARGE"
+    default_message = "The request body is too large"
+
+
+class UnprocessableError(AppError):
+    status_code = 422
+    default_code = "VALIDATION_ERROR"
+    default_message = "The request is invalid"
+
+
+class TooManyRequestsError(AppError):
+    status_code = 429
+    default_code = "TOO_MANY_REQUESTS"
+    default_message = "Too many requests, please try again later"
+
+
+class ServiceUnavailableError(AppError):
+    status_code = 503
+    default_code = "SERVICE_UNAVAILABLE"
+    default_message = "The service is temporarily unavailable"
+
+
+class StartupError(Exception):
+    """A condition that must stop the process at start-up, with a message for the operator."""

@@ -1,0 +1,77 @@
+"""The auth dependencies: who the bearer is, and whether that kind of caller may use a route.
+
+`CurrentUser` and `CurrentMerchant` need the matching kind of credential (the other kind is a
+403); `Admin` loads the user and requires the admin role; `AnyCaller` accepts both kinds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+
+from payments_api.errors import ForbiddenError
+from payments_api.models.merchant import Merchant
+from payments_api.models.user import User
+from payments_api.services.auth import Principal
+from payments_api.services.registry import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_principal(request: Request, services: ServicesDep) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    principal = await services.auth.resolve(request.headers.get("authorization"))
+    request.state.principal = principal
+    key = "userId" if principal.kind == "user" else "merchantId"
+    setattr(request.state, key, principal.id)
+    structlog.contextvars.bind_contextvars(**{key: principal.id})
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_user(principal: PrincipalDep) -> Principal:
+    if principal.kind != "user":
+        raise ForbiddenError(message="This route is for users")
+    return principal
+
+
+async def require_user_document(principal: PrincipalDep, services: ServicesDep) -> User:
+    if principal.kind != "user":
+        raise ForbiddenError(message="This route is for users")
+    return await services.users.get_authenticated(principal.id)
+
+
+async def require_merchant(principal: PrincipalDep, services: ServicesDep) -> Merchant:
+    if principal.kind != "merchant":
+        raise ForbiddenError(message="This route is for merchants")
+    return await services.merchants.get(principal.id)
+
+
+async def require_admin(principal: PrincipalDep, services: ServicesDep) -> User:
+    if principal.kind != "user":
+        raise ForbiddenError(message="This route is for admins")
+    user = await services.users.get_authenticated(principal.id)
+    if not user.is_admin or not user.is_active:
+        raise ForbiddenError(message="This route is for admins")
+    return user
+
+
+CurrentUser = Annotated[Principal, Depends(require_user)]
+"""A user, by token only: no database read (the hot path)."""
+CurrentUserDocument = Annotated[User, Depends(require_user_document)]
+"""A user, loaded: for routes that need the profile, role or active flag."""
+CurrentMerchant = Annotated[Merchant, Depends(require_merchant)]
+Admin = Annotated[User, Depends(require_admin)]
+AnyCaller = PrincipalDep

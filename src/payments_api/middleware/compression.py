@@ -1,0 +1,22 @@
+"""gzip for responses of 1 KiB or more, unless the request carries `X-No-Compression`."""
+
+from __future__ import annotations
+
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MINIMUM_SIZE = 1024
+
+
+class CompressionMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=MINIMUM_SIZE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not any(
+            name == b"x-no-compression" for name, _ in scope["headers"]
+        ):
+            await self.gzip(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,37 @@
+"""Merchants: who gets paid. The API key is stored only as its SHA-256 hash."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from payments_api.config.database import Database
+from payments_api.models.base import Document, UtcDatetime
+
+COLLECTION = "merchants"
+
+
+class Merchant(Document):
+    id: str = Field(alias="_id")
+    name: str
+    category: str
+    webhook_url: str | None = None
+    webhook_secret: str
+    api_key_hash: str
+    api_key_prefix: str
+    is_active: bool = True
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+async def insert(db: Database, merchant: Merchant) -> None:
+    await db[COLLECTION].insert_one(merchant.to_mongo())
+
+
+async def find_by_id(db: Database, merchant_id: str) -> Merchant | None:
+    raw = await db[COLLECTION].find_one({"_id": merchant_id})
+    return Merchant.from_mongo(raw) if raw else None
+
+
+async def find_by_api_key_hash(db: Database, api_key_hash: str) -> Merchant | None:
+    raw = await db[COLLECTION].find_one({"apiKeyHash": api_key_hash})
+    return Merchant.from_mongo(raw) if raw else None

@@ -1,0 +1,58 @@
+"""Users: the people who pay. Motor calls on the `users` collection live here only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from pymongo import ReturnDocument
+
+from payments_api.config.constants import Role
+from payments_api.config.database import Database, Session
+from payments_api.models.base import Document, UtcDatetime
+
+COLLECTION = "users"
+
+
+class User(Document):
+    id: str = Field(alias="_id")
+    email: str
+    password_hash: str
+    name: str
+    phone_number: str | None = None
+    role: Role = Role.USER
+    daily_limit: int
+    is_active: bool = True
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+async def insert(db: Database, user: User, session: Session = None) -> None:
+    await db[COLLECTION].insert_one(user.to_mongo(), session=session)
+
+
+async def find_by_id(db: Database, user_id: str, session: Session = None) -> User | None:
+    raw = await db[COLLECTION].find_one({"_id": user_id}, session=session)
+    return User.from_mongo(raw) if raw else None
+
+
+async def find_by_email(db: Database, email: str) -> User | None:
+    raw = await db[COLLECTION].find_one({"email": email})
+    return User.from_mongo(raw) if raw else None
+
+
+async def exists_with(db: Database, field: str, value: str) -> bool:
+    count: int = await db[COLLECTION].count_documents({field: value}, limit=1)
+    return count > 0
+
+
+async def update(db: Database, user_id: str, changes: dict[str, Any]) -> User | None:
+    """Set stored fields (by their stored names); None when the user does not exist."""
+    raw = await db[COLLECTION].find_one_and_update(
+        {"_id": user_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
+    )
+    return User.from_mongo(raw) if raw else None

@@ -1,0 +1,17 @@
+"""/api/v1/auth"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from payments_api.controllers import auth as controller
+from payments_api.middleware.auth import ServicesDep
+from payments_api.schemas.common import error_responses
+from payments_api.schemas.users import TokenEnvelope, TokenRequest
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+@router.post("/token", response_model=TokenEnvelope, responses=error_responses(401, 403, 422))
+async def issue_token(body: TokenRequest, services: ServicesDep) -> TokenEnvelope:
+    return await controller.issue_token(services, body)

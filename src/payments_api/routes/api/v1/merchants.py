@@ -1,0 +1,47 @@
+"""/api/v1/merchants"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from payments_api.controllers import merchants as controller
+from payments_api.middleware.auth import Admin, AnyCaller, CurrentMerchant, ServicesDep
+from payments_api.schemas.common import error_responses
+from payments_api.schemas.merchants import (
+    MerchantCreate,
+    MerchantCreatedEnvelope,
+    MerchantEnvelope,
+    MerchantPublicEnvelope,
+)
+
+router = APIRouter(prefix="/api/v1/merchants", tags=["merchants"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=MerchantCreatedEnvelope,
+    responses=error_responses(401, 403, 422),
+)
+async def create_merchant(
+    body: MerchantCreate, admin: Admin, services: ServicesDep
+) -> MerchantCreatedEnvelope:
+    return await controller.create(services, body, admin)
+
+
+@router.get("/me", response_model=MerchantEnvelope, responses=error_responses(401, 403))
+async def get_my_merchant(merchant: CurrentMerchant) -> MerchantEnvelope:
+    return controller.me(merchant)
+
+
+@router.get(
+    "/{merchantId}", response_model=MerchantPublicEnvelope, responses=error_responses(401, 404)
+)
+async def get_merchant(
+    merchant_id: Annotated[str, Path(alias="merchantId")],
+    _caller: AnyCaller,
+    services: ServicesDep,
+) -> MerchantPublicEnvelope:
+    return await controller.public(services, merchant_id)

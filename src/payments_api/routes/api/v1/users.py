@@ -1,0 +1,38 @@
+"""/api/v1/users"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from payments_api.controllers import users as controller
+from payments_api.middleware.auth import Admin, CurrentUserDocument, ServicesDep
+from payments_api.schemas.common import error_responses
+from payments_api.schemas.users import UserCreate, UserEnvelope, UserUpdate
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+@router.post(
+    "", status_code=201, response_model=UserEnvelope, responses=error_responses(400, 409, 422)
+)
+async def register_user(body: UserCreate, services: ServicesDep) -> UserEnvelope:
+    return await controller.register(services, body)
+
+
+@router.get("/me", response_model=UserEnvelope, responses=error_responses(401, 403))
+async def get_me(user: CurrentUserDocument) -> UserEnvelope:
+    return controller.me(user)
+
+
+@router.patch(
+    "/{userId}", response_model=UserEnvelope, responses=error_responses(401, 403, 404, 422)
+)
+async def update_user(
+    user_id: Annotated[str, Path(alias="userId")],
+    body: UserUpdate,
+    admin: Admin,
+    services: ServicesDep,
+) -> UserEnvelope:
+    return await controller.update(services, user_id, body, admin)

@@ -1,0 +1,93 @@
+"""Credentials: access tokens for users, API keys for merchants, and who a bearer is."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import jwt
+
+from payments_api.config.constants import API_KEY_PREFIX
+from payments_api.config.database import Database
+from payments_api.config.settings import Settings
+from payments_api.errors import ForbiddenError, UnauthorizedError
+from payments_api.models import merchant as merchants
+from payments_api.models import user as users
+from payments_api.models.user import User
+from payments_api.services.passwords import verify_password
+from payments_api.utils.crypto import sha256_hex
+from payments_api.utils.logger import log_security_event
+
+JWT_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user (by a verified access token) or a merchant (by its API key)."""
+
+    kind: Literal["user", "merchant"]
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+class AuthService:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._key = settings.jwt_signing_key
+
+    async def issue_token(self, email: str, password: str) -> IssuedToken:
+        """Same answer, and the same work, for an unknown email and a wrong password."""
+        user = await users.find_by_email(self.db, email.strip().lower())
+        valid = await verify_password(user.password_hash if user else None, password)
+        if user is None or not valid:
+            log_security_event("login failed", email=email, reason="invalid_credentials")
+            raise UnauthorizedError("INVALID_CREDENTIALS", "Invalid email or password")
+        if not user.is_active:
+            log_security_event("login refused", userId=user.id, reason="user_inactive")
+            raise ForbiddenError("USER_INACTIVE", "This account is deactivated")
+        return IssuedToken(self.encode_token(user), self.settings.access_token_ttl_seconds)
+
+    def encode_token(self, user: User) -> str:
+        now = int(time.time())
+        claims = {"sub": user.id, "iat": now, "exp": now + self.settings.access_token_ttl_seconds}
+        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM)
+
+    def decode_token(self, token: str) -> str | None:
+        """The user id of a valid access token, else None. Only HS256 is accepted, so `none`
+        and key-confusion tokens fail; `exp` and `sub` are required."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[JWT_ALGORITHM],
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        subject = claims.get("sub")
+        return subject if isinstance(subject, str) and subject else None
+
+    async def resolve(self, authorization: str | None) -> Principal:
+        """The caller behind an `Authorization` header, or 401."""
+        if not authorization:
+            raise UnauthorizedError(message="Authentication required")
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise UnauthorizedError(message="Use an 'Authorization: Bearer <token>' header")
+        if credential.startswith(API_KEY_PREFIX + "_"):
+            merchant = await merchants.find_by_api_key_hash(self.db, sha256_hex(credential))
+            if merchant is None or not merchant.is_active:
+                raise UnauthorizedError(message="Invalid API key")
+            return Principal("merchant", merchant.id)
+        user_id = self.decode_token(credential)
+        if user_id is None:
+            raise UnauthorizedError(message="Invalid or expired token")
+        return Principal("user", user_id)

@@ -1,0 +1,113 @@
+"""Registration, profile and admin changes of users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from payments_api.config.constants import Role
+from payments_api.config.database import Database
+from payments_api.config.settings import Settings
+from payments_api.errors import ConflictError, NotFoundError, UnauthorizedError
+from payments_api.models import user as users
+from payments_api.models.user import User
+from payments_api.services.passwords import hash_password
+from payments_api.utils import ids
+from payments_api.utils.clock import utcnow
+from payments_api.utils.logger import log_business_event
+
+
+def _email_taken() -> ConflictError:
+    return ConflictError("EMAIL_ALREADY_REGISTERED", "This email is already registered")
+
+
+def _phone_taken() -> ConflictError:
+    return ConflictError("PHONE_ALREADY_REGISTERED", "This phone number is already registered")
+
+
+class UserService:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    async def register(
+        self,
+        *,
+        email: str,
+        password: str,
+        name: str,
+        phone_number: str | None,
+        role: Role = Role.USER,
+    ) -> User:
+        if await users.exists_with(self.db, "email", email):
+            raise _email_taken()
+        if phone_number and await users.exists_with(self.db, "phoneNumber", phone_number):
+            raise _phone_taken()
+        now = utcnow()
+        user = User(
+            id=ids.user_id(),
+            email=email,
+            password_hash=await hash_password(password),
+            name=name,
+            phone_number=phone_number,
+            role=role,
+            daily_limit=self.settings.default_daily_limit,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await users.insert(self.db, user)
+        except DuplicateKeyError as exc:
+            # Two registrations raced past the checks above; the unique index decided.
+            raise _phone_taken() if "phone" in str(exc).lower() else _email_taken() from exc
+        log_business_event("user registered", userId=user.id, role=user.role)
+        return user
+
+    async def get(self, user_id: str) -> User:
+        user = await users.find_by_id(self.db, user_id)
+        if user is None:
+            raise NotFoundError("USER_NOT_FOUND", "User not found")
+        return user
+
+    async def get_authenticated(self, user_id: str) -> User:
+        """The user behind a valid token; a token for a user that does not exist is a 401."""
+        user = await users.find_by_id(self.db, user_id)
+        if user is None:
+            raise UnauthorizedError(message="Invalid or expired token")
+        return user
+
+    async def update(self, user_id: str, changes: dict[str, Any], admin_id: str) -> User:
+        stored = {
+            {"daily_limit": "dailyLimit", "is_active": "isActive", "role": "role"}[key]: value
+            for key, value in changes.items()
+        }
+        stored["updatedAt"] = utcnow()
+        user = await users.update(self.db, user_id, stored)
+        if user is None:
+            raise NotFoundError("USER_NOT_FOUND", "User not found")
+        log_business_event(
+            "user updated", userId=user_id, adminId=admin_id, changes=sorted(changes)
+        )
+        return user
+
+    async def ensure_bootstrap_admin(self) -> None:
+        """Create the first admin from the settings if that email has no user yet; an existing
+        user is never changed."""
+        email = self.settings.bootstrap_admin_email
+        password = self.settings.bootstrap_admin_password
+        if not email or password is None:
+            return
+        email = email.strip().lower()
+        if await users.exists_with(self.db, "email", email):
+            return
+        try:
+            await self.register(
+                email=email,
+                password=password.get_secret_value(),
+                name="Administrator",
+                phone_number=None,
+                role=Role.ADMIN,
+            )
+        except ConflictError:
+            return  # another process created it first

@@ -1,0 +1,184 @@
+"""The one logger: structlog, one JSON object per line on standard output.
+
+Redaction is a processor, so no call site can forget it: sensitive keys are replaced,
+credentials and card-number-like digit runs inside strings are masked, and CR/LF are stripped
+from every string so a user-supplied value cannot forge a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from payments_api import __version__
+
+REDACTED = "[REDACTED]"
+
+_SENSITIVE_KEY = re.compile(
+    r"pass(word|wd)?$|passwd|password|secret|token|authorization|cookie|api[_-]?key|"
+    r"credential|card[_-]?number|^pan$|cvc|cvv|private[_-]?key",
+    re.IGNORECASE,
+)
+# Credentials that can turn up inside free text (a header echoed in a message, say).
+_SECRET_IN_TEXT = re.compile(
+    r"(?P<bearer>\bBearer\s+)\S+"
+    r"|\b(?P<prefix>sk|whsec)_[A-Za-z0-9_\-]{8,}"
+    r"|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+)
+# Runs of 13-19 digits, optionally grouped by single spaces or dashes (4111 1111 1111 1111).
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    run = match.group(0)
+    digits = run.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or not _luhn_valid(digits):
+        return run
+    return "*" * (len(digits) - 4) + digits[-4:]
+
+
+def _mask_secret(match: re.Match[str]) -> str:
+    if match.group("bearer"):
+        return match.group("bearer") + REDACTED
+    if match.group("prefix"):
+        return match.group("prefix") + "_" + REDACTED
+    return REDACTED
+
+
+def scrub_text(text: str) -> str:
+    """Strip line breaks and mask credentials and card numbers inside one string."""
+    if "\n" in text or "\r" in text:
+        text = _LINE_BREAKS.sub(" ", text)
+    if "_" in text or "Bearer" in text or "eyJ" in text:
+        text = _SECRET_IN_TEXT.sub(_mask_secret, text)
+    if len(text) >= 13:
+        text = _DIGIT_RUN.sub(_mask_card, text)
+    return text
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        return {
+            key: (REDACTED if _is_sensitive(key) else _scrub(item)) for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_scrub(item) for item in value]
+    return value
+
+
+def _is_sensitive(key: object) -> bool:
+    return isinstance(key, str) and _SENSITIVE_KEY.search(key) is not None
+
+
+def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: nothing secret leaves the process through a log line."""
+    for key, value in event_dict.items():
+        if _is_sensitive(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, (str, Mapping, list, tuple)):
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+class _StaticFields:
+    """Adds the fields every line carries (service, environment, version, pid)."""
+
+    def __init__(self, environment: str) -> None:
+        self.environment = environment
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        event_dict.setdefault("service", "payments-api")
+        event_dict.setdefault("environment", self.environment)
+        event_dict.setdefault("version", __version__)
+        event_dict.setdefault("pid", os.getpid())
+        return event_dict
+
+
+class _LineWriter:
+    """Writes each rendered line to `stream`, or to the current `sys.stdout` when unset.
+
+    One instance serves every logger, so loggers can be cached on first use and still follow
+    a later `configure_logging(stream=...)` (tests capture the log this way).
+    """
+
+    def __init__(self) -> None:
+        self.stream: TextIO | None = None
+
+    def msg(self, message: str) -> None:
+        stream = self.stream or sys.stdout
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+_WRITER = _LineWriter()
+_STATIC_FIELDS = _StaticFields("development")
+
+
+def _json_dumps(value: Any, **kwargs: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def configure_logging(
+    level: str = "info", environment: str = "development", stream: TextIO | None = None
+) -> None:
+    """Configure the process-wide logger. Called once per app; tests pass their own stream."""
+    _WRITER.stream = stream
+    _STATIC_FIELDS.environment = environment
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="@timestamp"),
+            _STATIC_FIELDS,
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.EventRenamer("message"),
+            structlog.processors.JSONRenderer(serializer=_json_dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=lambda *_: _WRITER,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str | None = None) -> Any:
+    """The one logger; `name` becomes the `component` field. Lazy: nothing is bound before
+    `configure_logging` runs."""
+    return structlog.get_logger(component=name) if name else structlog.get_logger()
+
+
+def log_business_event(event: str, **fields: Any) -> None:
+    """A business fact (a payment completed, a merchant created) that operators may count."""
+    structlog.get_logger().info(event, business=True, **fields)
+
+
+def log_security_event(event: str, **fields: Any) -> None:
+    """A security-relevant fact (failed login, denied access, rate-limit hit)."""
+    structlog.get_logger().warning(event, security=True, **fields)
