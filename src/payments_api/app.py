@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
@@ -24,6 +25,8 @@ from payments_api.middleware.request_context import RequestContextMiddleware
 from payments_api.middleware.security_headers import SecurityHeadersMiddleware
 from payments_api.routes import health
 from payments_api.routes.api import v1
+from payments_api.sandbox_gateway.app import create_sandbox_app
+from payments_api.services.gateway import GatewayClient
 from payments_api.services.registry import build_services
 from payments_api.utils.logger import configure_logging, get_logger
 from payments_api.utils.metrics import Metrics
@@ -40,11 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
         redis = create_redis(settings)
+        gateway = _create_gateway(app, settings)
         try:
             await database.connect()
             await wait_for_redis(redis, settings)
             await database.create_indexes()
-            services = build_services(settings, database, redis, metrics)
+            services = build_services(settings, database, redis, metrics, gateway)
             app.state.services = services
             await services.users.ensure_bootstrap_admin()
             logger.info(
@@ -57,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.error("start-up failed", reason=str(exc))
             raise
         finally:
+            await gateway.aclose()
             await redis.aclose()
             database.close()
             logger.info("payments-api stopped")
@@ -87,6 +92,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(v1.router)
     return app
+
+
+def _create_gateway(app: FastAPI, settings: Settings) -> GatewayClient:
+    """The gateway at GATEWAY_URL, or the sandbox in-process through an ASGI transport (the
+    same client code runs either way; the sandbox is kept on `app.state.sandbox` for tests)."""
+    if settings.gateway_url:
+        return GatewayClient(settings)
+    sandbox = create_sandbox_app(settings.gateway_timeout_seconds)
+    app.state.sandbox = sandbox
+    logger.info("using the in-process sandbox gateway")
+    return GatewayClient(settings, transport=httpx.ASGITransport(app=sandbox))
 
 
 def create_app_from_env() -> FastAPI:

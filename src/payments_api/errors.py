@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 
 class AppError(Exception):
-    status_code: ClassVar[int] = 500
+    default_status: ClassVar[int] = 500
     default_code: ClassVar[str] = "INTERNAL_ERROR"
     default_message: ClassVar[str] = "An unexpected error occurred"
 
@@ -23,7 +23,9 @@ class AppError(Exception):
         *,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        status: int | None = None,
     ) -> None:
+        self.status_code = status or self.default_status
         self.code = code or self.default_code
         self.message = message or self.default_message
         self.extra = extra or {}
@@ -32,13 +34,13 @@ class AppError(Exception):
 
 
 class BadRequestError(AppError):
-    status_code = 400
+    default_status = 400
     default_code = "BAD_REQUEST"
     default_message = "The request is malformed"
 
 
 class UnauthorizedError(AppError):
-    status_code = 401
+    default_status = 401
     default_code = "UNAUTHORIZED"
     default_message = "Authentication required"
 
@@ -47,49 +49,49 @@ class UnauthorizedError(AppError):
 
 
 class PaymentRequiredError(AppError):
-    status_code = 402
+    default_status = 402
     default_code = "PAYMENT_DECLINED"
     default_message = "The payment was declined"
 
 
 class ForbiddenError(AppError):
-    status_code = 403
+    default_status = 403
     default_code = "FORBIDDEN"
     default_message = "You are not allowed to do this"
 
 
 class NotFoundError(AppError):
-    status_code = 404
+    default_status = 404
     default_code = "NOT_FOUND"
     default_message = "Not found"
 
 
 class ConflictError(AppError):
-    status_code = 409
+    default_status = 409
     default_code = "CONFLICT"
     default_message = "The request conflicts with the current state"
 
 
 class PayloadTooLargeError(AppError):
-    status_code = 413
+    default_status = 413
     default_code = "PAYLOAD_TOO_LARGE"
     default_message = "The request body is too large"
 
 
 class UnprocessableError(AppError):
-    status_code = 422
+    default_status = 422
     default_code = "VALIDATION_ERROR"
     default_message = "The request is invalid"
 
 
 class TooManyRequestsError(AppError):
-    status_code = 429
+    default_status = 429
     default_code = "TOO_MANY_REQUESTS"
     default_message = "Too many requests, please try again later"
 
 
 class ServiceUnavailableError(AppError):
-    status_code = 503
+    default_status = 503
     default_code = "SERVICE_UNAVAILABLE"
     default_message = "The service is temporarily unavailable"
 

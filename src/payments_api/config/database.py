@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import PyMongoError
 from pymongo.monitoring import (
     CommandFailedEvent,
@@ -38,6 +38,36 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "merchants": [
         IndexModel([("apiKeyHash", ASCENDING)], unique=True, name="api_key_hash_unique"),
+    ],
+    "payments": [
+        # The last line of defence for idempotency when Redis forgets a key.
+        IndexModel(
+            [("userId", ASCENDING), ("idempotencyKey", ASCENDING)],
+            unique=True,
+            name="user_idempotency_key_unique",
+        ),
+        IndexModel([("userId", ASCENDING), ("createdAt", DESCENDING)], name="user_history"),
+        IndexModel([("merchantId", ASCENDING), ("createdAt", DESCENDING)], name="merchant_history"),
+        IndexModel([("status", ASCENDING), ("updatedAt", ASCENDING)], name="status_age"),
+    ],
+    "transactions": [
+        IndexModel(
+            [("type", ASCENDING), ("reference", ASCENDING)], unique=True, name="movement_unique"
+        ),
+        IndexModel([("paymentId", ASCENDING), ("createdAt", ASCENDING)], name="payment_ledger"),
+    ],
+    "refunds": [
+        IndexModel([("paymentId", ASCENDING), ("createdAt", ASCENDING)], name="payment_refunds"),
+        IndexModel(
+            [("idempotencyScope", ASCENDING)],
+            unique=True,
+            sparse=True,
+            name="refund_idempotency_unique",
+        ),
+    ],
+    "events": [
+        IndexModel([("dedupeKey", ASCENDING)], unique=True, name="event_dedupe_unique"),
+        IndexModel([("paymentId", ASCENDING), ("createdAt", ASCENDING)], name="payment_events"),
     ],
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -14,6 +15,14 @@ from payments_api.models.base import Document, UtcDatetime
 COLLECTION = "users"
 
 
+class UserStats(Document):
+    """Totals of the user's completed payments, changed in the completing transaction."""
+
+    total_transactions: int = 0
+    total_amount: int = 0
+    last_transaction_at: UtcDatetime | None = None
+
+
 class User(Document):
     id: str = Field(alias="_id")
     email: str
@@ -23,6 +32,7 @@ class User(Document):
     role: Role = Role.USER
     daily_limit: int
     is_active: bool = True
+    stats: UserStats = Field(default_factory=UserStats)
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
@@ -56,3 +66,16 @@ async def update(db: Database, user_id: str, changes: dict[str, Any]) -> User | 
         {"_id": user_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
     )
     return User.from_mongo(raw) if raw else None
+
+
+async def record_completed_payment(
+    db: Database, user_id: str, amount: int, at: datetime, session: Session = None
+) -> None:
+    await db[COLLECTION].update_one(
+        {"_id": user_id},
+        {
+            "$inc": {"stats.totalTransactions": 1, "stats.totalAmount": amount},
+            "$max": {"stats.lastTransactionAt": at},
+        },
+        session=session,
+    )

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
+
+from payments_api.utils.clock import as_utc, iso_utc
+
+ApiDatetime = Annotated[
+    datetime, AfterValidator(as_utc), PlainSerializer(iso_utc, return_type=str, when_used="json")
+]
+"""An instant on the wire: UTC, milliseconds, `Z`."""
 
 
 class CamelModel(BaseModel):
@@ -33,8 +41,3 @@ class ErrorBody(CamelModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     """`responses=` for a route: each status it can answer with the error body."""
     return {status: {"model": ErrorBody} for status in statuses}
-
-
-NonEmptyText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-]

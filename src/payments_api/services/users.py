@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -24,6 +25,19 @@ def _email_taken() -> ConflictError:
 
 def _phone_taken() -> ConflictError:
     return ConflictError("PHONE_ALREADY_REGISTERED", "This phone number is already registered")
+
+
+def _conflict_for(exc: DuplicateKeyError) -> ConflictError:
+    """The conflict named by the unique index that refused the insert: by its key pattern
+    (MongoDB 4.2+ and the stand-in report it), else by the index name in the message. Never by
+    a substring of the whole message, which also holds the clashing value (an email such as
+    `phone@example.com`)."""
+    details = exc.details or {}
+    fields = set(details.get("keyPattern") or details.get("keyValue") or {})
+    if not fields:
+        index = re.search(r"index: (\S+)", str(exc))
+        fields = {"phoneNumber"} if index and index.group(1) == "phone_unique" else set()
+    return _phone_taken() if fields == {"phoneNumber"} else _email_taken()
 
 
 class UserService:
@@ -60,7 +74,7 @@ class UserService:
             await users.insert(self.db, user)
         except DuplicateKeyError as exc:
             # Two registrations raced past the checks above; the unique index decided.
-            raise _phone_taken() if "phone" in str(exc).lower() else _email_taken() from exc
+            raise _conflict_for(exc) from exc
         log_business_event("user registered", userId=user.id, role=user.role)
         return user
 

@@ -21,3 +21,8 @@ def as_utc(value: datetime) -> datetime:
 def business_day(instant: datetime, timezone: ZoneInfo) -> date:
     """The calendar day an instant belongs to in the business time zone."""
     return as_utc(instant).astimezone(timezone).date()
+
+
+def iso_utc(value: datetime) -> str:
+    """`2026-11-25T08:27:29.123Z`: the one way the API writes an instant."""
+    return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -35,6 +35,7 @@ _SECRET_IN_TEXT = re.compile(
 )
 # Runs of 13-19 digits, optionally grouped by single spaces or dashes (4111 1111 1111 1111).
 _DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
+_DIGIT_GROUP = re.compile(r"[0-9]+")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
@@ -53,9 +54,19 @@ def _luhn_valid(digits: str) -> bool:
 def _mask_card(match: re.Match[str]) -> str:
     run = match.group(0)
     digits = run.replace(" ", "").replace("-", "")
-    if not 13 <= len(digits) <= 19 or not _luhn_valid(digits):
-        return run
-    return "*" * (len(digits) - 4) + digits[-4:]
+    if 13 <= len(digits) <= 19 and _luhn_valid(digits):
+        return "*" * (len(digits) - 4) + digits[-4:]
+    # The run may be a card number beside another number ("qty 2 4111 1111 1111 1111"):
+    # try each span of whole groups, longest first.
+    groups = list(_DIGIT_GROUP.finditer(run))
+    for size in range(len(groups) - 1, 0, -1):
+        for first in range(len(groups) - size + 1):
+            span = groups[first : first + size]
+            inner = "".join(group.group(0) for group in span)
+            if 13 <= len(inner) <= 19 and _luhn_valid(inner):
+                start, end = span[0].start(), span[-1].end()
+                return run[:start] + "*" * (len(inner) - 4) + inner[-4:] + run[end:]
+    return run
 
 
 def _mask_secret(match: re.Match[str]) -> str:

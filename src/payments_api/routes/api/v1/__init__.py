@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from payments_api.routes.api.v1 import auth, merchants, users
+from payments_api.routes.api.v1 import auth, merchants, payments, users
 
 router = APIRouter()
 router.include_router(users.router)
 router.include_router(auth.router)
 router.include_router(merchants.router)
+router.include_router(payments.router)

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from payments_api.controllers import merchants as controller
+from payments_api.controllers import payments as payments_controller
+from payments_api.controllers.payments import History
 from payments_api.middleware.auth import Admin, AnyCaller, CurrentMerchant, ServicesDep
 from payments_api.schemas.common import error_responses
 from payments_api.schemas.merchants import (
@@ -15,6 +17,7 @@ from payments_api.schemas.merchants import (
     MerchantEnvelope,
     MerchantPublicEnvelope,
 )
+from payments_api.schemas.payments import PaymentListEnvelope
 
 router = APIRouter(prefix="/api/v1/merchants", tags=["merchants"])
 
@@ -45,3 +48,14 @@ async def get_merchant(
     services: ServicesDep,
 ) -> MerchantPublicEnvelope:
     return await controller.public(services, merchant_id)
+
+
+@router.get(
+    "/me/payments",
+    response_model=PaymentListEnvelope,
+    responses=error_responses(401, 403, 422),
+)
+async def list_my_payments(
+    merchant: CurrentMerchant, services: ServicesDep, query: History
+) -> PaymentListEnvelope:
+    return await payments_controller.history(services, query, merchant_id=merchant.id)

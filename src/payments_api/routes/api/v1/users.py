@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from payments_api.controllers import payments as payments_controller
 from payments_api.controllers import users as controller
-from payments_api.middleware.auth import Admin, CurrentUserDocument, ServicesDep
+from payments_api.middleware.auth import Admin, CurrentUser, CurrentUserDocument, ServicesDep
 from payments_api.schemas.common import error_responses
+from payments_api.schemas.payments import StatsEnvelope
 from payments_api.schemas.users import UserCreate, UserEnvelope, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -36,3 +38,8 @@ async def update_user(
     services: ServicesDep,
 ) -> UserEnvelope:
     return await controller.update(services, user_id, body, admin)
+
+
+@router.get("/me/stats", response_model=StatsEnvelope, responses=error_responses(401, 403))
+async def get_my_stats(user: CurrentUser, services: ServicesDep) -> StatsEnvelope:
+    return await payments_controller.stats(services, user)

@@ -1,0 +1,239 @@
+"""Payments: the Idempotency-Key header, history query parameters, status codes and envelopes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated
+
+from fastapi import Depends, Query, Response
+
+from payments_api.config.constants import PaymentStatus
+from payments_api.errors import AppError, BadRequestError, UnprocessableError
+from payments_api.middleware.auth import ServicesDep
+from payments_api.models.payment import public_view
+from payments_api.models.refund import Refund
+from payments_api.schemas.payments import (
+    CancelEnvelope,
+    Pagination,
+    PaymentCreate,
+    PaymentEnvelope,
+    PaymentListEnvelope,
+    PaymentOut,
+    RefundEnvelope,
+    RefundInfo,
+    RefundListEnvelope,
+    RefundOut,
+    RefundRequest,
+    Stats,
+    StatsEnvelope,
+)
+from payments_api.services.auth import Principal
+from payments_api.services.payments import HistoryQuery, NewPayment
+from payments_api.services.registry import Services
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+REPLAY_MESSAGE = "Payment already processed"
+
+
+def idempotency_key(raw: str | None, *, required: bool) -> str | None:
+    """1-255 printable ASCII characters; 400 when missing (if required) or malformed."""
+    if raw is None:
+        if required:
+            raise BadRequestError(
+                "MISSING_IDEMPOTENCY_KEY", "The Idempotency-Key header is required"
+            )
+        return None
+    if not 1 <= len(raw) <= MAX_IDEMPOTENCY_KEY_LENGTH or not all(
+        " " <= char <= "~" for char in raw
+    ):
+        raise BadRequestError(
+            "INVALID_IDEMPOTENCY_KEY",
+            "The Idempotency-Key must be 1-255 printable ASCII characters",
+        )
+    return raw
+
+
+async def create(
+    services: Services,
+    user: Principal,
+    body: PaymentCreate,
+    key_header: str | None,
+    response: Response,
+) -> PaymentEnvelope:
+    key = idempotency_key(key_header, required=True)
+    assert key is not None
+    outcome = await services.payments.create(
+        user.id,
+        key,
+        NewPayment(
+            amount=body.amount,
+            merchant_id=body.merchant_id,
+            payment_method=body.payment_method.value,
+            product_name=body.product_name,
+            currency=body.currency,
+        ),
+    )
+    if outcome.error is not None:  # 402 declined / 503 unreachable, first time or replayed
+        raise AppError(
+            outcome.error["error"],
+            outcome.error["message"],
+            extra={"payment": outcome.payment},
+            headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
+            status=outcome.status_code,
+        )
+    response.status_code = outcome.status_code
+    payment = PaymentOut.model_validate(outcome.payment)
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        return PaymentEnvelope(payment=payment, message=REPLAY_MESSAGE)
+    return PaymentEnvelope(payment=payment)
+
+
+async def read(services: Services, principal: Principal, payment_id: str) -> PaymentEnvelope:
+    view = await services.payments.read(principal, payment_id)
+    return PaymentEnvelope(payment=PaymentOut.model_validate(view))
+
+
+async def history(
+    services: Services,
+    query: HistoryQuery,
+    *,
+    user_id: str | None = None,
+    merchant_id: str | None = None,
+) -> PaymentListEnvelope:
+    found, total = await services.payments.history(
+        user_id=user_id, merchant_id=merchant_id, query=query
+    )
+    total_pages = (total + query.limit - 1) // query.limit
+    return PaymentListEnvelope(
+        payments=[PaymentOut.model_validate(public_view(p)) for p in found],
+        pagination=Pagination(
+            current_page=query.page,
+            total_pages=total_pages,
+            total_count=total,
+            has_next_page=query.page < total_pages,
+            has_prev_page=query.page > 1,
+        ),
+    )
+
+
+async def cancel(
+    services: Services, user: Principal, payment_id: str, reason: str
+) -> CancelEnvelope:
+    payment = await services.payments.cancel(user.id, payment_id, reason)
+    return CancelEnvelope(
+        refund_info=RefundInfo(payment_id=payment.id, refund_amount=payment.amount)
+    )
+
+
+def _refund_out(refund: Refund) -> RefundOut:
+    return RefundOut(
+        refund_id=refund.id,
+        payment_id=refund.payment_id,
+        amount=refund.amount,
+        reason=refund.reason,
+        status=refund.status,
+        created_at=refund.created_at,
+    )
+
+
+async def refund(
+    services: Services,
+    principal: Principal,
+    payment_id: str,
+    body: RefundRequest,
+    key_header: str | None,
+    response: Response,
+) -> RefundEnvelope:
+    key = idempotency_key(key_header, required=False)
+    outcome = await services.refunds.refund(
+        principal, payment_id, amount=body.amount, reason=body.reason, key=key
+    )
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    if outcome.refund.status == "pending":
+        response.status_code = 202
+        return RefundEnvelope(
+            message="Refund is being processed", refund=_refund_out(outcome.refund)
+        )
+    return RefundEnvelope(refund=_refund_out(outcome.refund))
+
+
+async def list_refunds(
+    services: Services, principal: Principal, payment_id: str
+) -> RefundListEnvelope:
+    payment = await services.payments.get_for_reader(principal, payment_id)
+    found = await services.refunds.list_for_reader(payment)
+    return RefundListEnvelope(refunds=[_refund_out(r) for r in found])
+
+
+async def stats(services: Services, user: Principal) -> StatsEnvelope:
+    return StatsEnvelope(stats=Stats(**await services.stats.for_user(user.id)))
+
+
+MAX_PAGE_SIZE = 100
+
+
+def _parse_instant(field: str, raw: str, *, end_of_day: bool, services: Services) -> datetime:
+    """An ISO date (a whole business day, inclusive) or date-time (UTC unless it says)."""
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            zone = services.settings.timezone
+            if end_of_day:
+                return datetime.combine(day, time.max, zone).astimezone(UTC)
+            return datetime.combine(day, time.min, zone).astimezone(UTC)
+        instant = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise _invalid(field, "must be an ISO 8601 date or date-time") from None
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+def _invalid(field: str, message: str) -> UnprocessableError:
+    return UnprocessableError(extra={"details": [{"field": field, "message": message}]})
+
+
+def parse_history_query(
+    services: Services,
+    *,
+    page: int,
+    limit: int,
+    status: PaymentStatus | None,
+    start_date: str | None,
+    end_date: str | None,
+) -> HistoryQuery:
+    start = (
+        _parse_instant("startDate", start_date, end_of_day=False, services=services)
+        if start_date
+        else None
+    )
+    end = (
+        _parse_instant("endDate", end_date, end_of_day=True, services=services)
+        if end_date
+        else None
+    )
+    if start and end and start > end:
+        raise _invalid("startDate", "must not be after endDate")
+    return HistoryQuery(
+        page=page,
+        limit=min(limit, MAX_PAGE_SIZE),
+        status=status.value if status else None,
+        start=start,
+        end=end,
+    )
+
+
+def history_query(
+    services: ServicesDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, description="1-100; larger values are clamped to 100")] = 20,
+    status: PaymentStatus | None = None,
+    start_date: Annotated[str | None, Query(alias="startDate", max_length=40)] = None,
+    end_date: Annotated[str | None, Query(alias="endDate", max_length=40)] = None,
+) -> HistoryQuery:
+    return parse_history_query(
+        services, page=page, limit=limit, status=status, start_date=start_date, end_date=end_date
+    )
+
+
+History = Annotated[HistoryQuery, Depends(history_query)]

@@ -1,0 +1,46 @@
+"""The append-only ledger (`transactions`): one record per money movement.
+
+A record's `reference` (the paymentId for a payment or cancel, the refundId for a refund) is
+unique per type, so writing the same movement twice is a no-op, never a second record.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pymongo.errors import DuplicateKeyError
+
+from payments_api.config.database import Database, Session
+from payments_api.models.base import Document, UtcDatetime
+
+COLLECTION = "transactions"
+
+LedgerType = Literal["payment", "refund", "cancel"]
+
+
+class LedgerRecord(Document):
+    id: str = Field(alias="_id")
+    payment_id: str
+    user_id: str
+    merchant_id: str
+    type: LedgerType
+    reference: str
+    amount: int
+    status: Literal["succeeded"] = "succeeded"
+    description: str
+    created_at: UtcDatetime
+
+
+async def append(db: Database, record: LedgerRecord, session: Session = None) -> bool:
+    """Write the record; False when this movement was already recorded."""
+    try:
+        await db[COLLECTION].insert_one(record.to_mongo(), session=session)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def for_payment(db: Database, payment_id: str) -> list[LedgerRecord]:
+    cursor = db[COLLECTION].find({"paymentId": payment_id}).sort("createdAt", 1)
+    return [LedgerRecord.from_mongo(raw) async for raw in cursor]

@@ -1,0 +1,138 @@
+"""Payments. Every state change is a compare-and-set naming the state it expects; a miss
+returns None and the service decides what that means."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+from pymongo import DESCENDING, ReturnDocument
+
+from payments_api.config.constants import PaymentStatus
+from payments_api.config.database import Database, Session
+from payments_api.models.base import Document, UtcDatetime
+from payments_api.utils.clock import iso_utc
+
+COLLECTION = "payments"
+
+REFUNDABLE = [PaymentStatus.COMPLETED.value, PaymentStatus.PARTIALLY_REFUNDED.value]
+
+
+class PendingRefund(Document):
+    """An amount reserved on `refundedAmount` whose gateway answer is not recorded yet."""
+
+    refund_id: str
+    amount: int
+
+
+class Payment(Document):
+    id: str = Field(alias="_id")
+    user_id: str
+    merchant_id: str
+    amount: int
+    currency: str
+    payment_method: str
+    product_name: str
+    status: PaymentStatus
+    transaction_id: str | None = None
+    refunded_amount: int = 0
+    pending_refunds: list[PendingRefund] = Field(default_factory=list)
+    failure_code: str | None = None
+    failure_message: str | None = None
+    cancel_reason: str | None = None
+    idempotency_key: str
+    request_fingerprint: str
+    hold_day: str
+    version: int = 1
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    completed_at: UtcDatetime | None = None
+    cancelled_at: UtcDatetime | None = None
+
+    @property
+    def available_to_refund(self) -> int:
+        return self.amount - self.refunded_amount
+
+
+def _payment(raw: dict[str, Any] | None) -> Payment | None:
+    return Payment.from_mongo(raw) if raw else None
+
+
+async def insert(db: Database, payment: Payment, session: Session = None) -> None:
+    await db[COLLECTION].insert_one(payment.to_mongo(), session=session)
+
+
+async def find_by_id(db: Database, payment_id: str, session: Session = None) -> Payment | None:
+    return _payment(await db[COLLECTION].find_one({"_id": payment_id}, session=session))
+
+
+async def find_by_idempotency_key(db: Database, user_id: str, key: str) -> Payment | None:
+    return _payment(await db[COLLECTION].find_one({"userId": user_id, "idempotencyKey": key}))
+
+
+async def update_where(
+    db: Database,
+    payment_id: str,
+    expected: dict[str, Any],
+    update: dict[str, Any],
+    *,
+    now: datetime,
+    session: Session = None,
+) -> Payment | None:
+    """Apply `update` if the payment still matches `expected`; the new document, or None.
+    Every change bumps `version` (the read cache keeps the newest) and `updatedAt`."""
+    update = {**update}
+    update["$set"] = {**update.get("$set", {}), "updatedAt": now}
+    update["$inc"] = {**update.get("$inc", {}), "version": 1}
+    raw = await db[COLLECTION].find_one_and_update(
+        {"_id": payment_id, **expected},
+        update,
+        return_document=ReturnDocument.AFTER,
+        session=session,
+    )
+    return _payment(raw)
+
+
+async def find_page(
+    db: Database, query: dict[str, Any], *, skip: int, limit: int
+) -> tuple[list[Payment], int]:
+    """One page, newest first, and the total count of the query."""
+    cursor = (
+        db[COLLECTION]
+        .find(query)
+        .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
+        .skip(skip)
+        .limit(limit)
+    )
+    payments = [Payment.from_mongo(raw) async for raw in cursor]
+    total: int = await db[COLLECTION].count_documents(query)
+    return payments, total
+
+
+def _iso(value: datetime | None) -> str | None:
+    return iso_utc(value) if value else None
+
+
+def public_view(payment: Payment) -> dict[str, Any]:
+    """The contract's `payment` object, JSON-ready: used by responses, the read cache and the
+    events, so all three always agree."""
+    return {
+        "paymentId": payment.id,
+        "userId": payment.user_id,
+        "merchantId": payment.merchant_id,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "paymentMethod": payment.payment_method,
+        "productName": payment.product_name,
+        "status": payment.status,
+        "transactionId": payment.transaction_id,
+        "refundedAmount": payment.refunded_amount,
+        "failureCode": payment.failure_code,
+        "failureMessage": payment.failure_message,
+        "cancelReason": payment.cancel_reason,
+        "createdAt": _iso(payment.created_at),
+        "updatedAt": _iso(payment.updated_at),
+        "completedAt": _iso(payment.completed_at),
+        "cancelledAt": _iso(payment.cancelled_at),
+    }

@@ -1,0 +1,157 @@
+"""The sandbox payment gateway: a small card processor for development and tests.
+
+It answers by the last three digits of the amount (402 declined, 408 slow, 503 unavailable,
+anything else approved), keeps what it charged in memory, and is idempotent on the paymentId
+of a charge and the refundId of a refund. `charges_made` counts real charges, so tests can
+prove that one key never charged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from payments_api.utils import ids
+
+
+class ChargeRequest(BaseModel):
+    payment_id: str = Field(alias="paymentId", min_length=1)
+    amount: int = Field(gt=0, strict=True)
+    currency: str = "KRW"
+    payment_method: str = Field(alias="paymentMethod", default="card")
+
+
+class RefundRequest(BaseModel):
+    refund_id: str = Field(alias="refundId", min_length=1)
+    amount: int = Field(gt=0, strict=True)
+
+
+@dataclass
+class Charge:
+    payment_id: str
+    amount: int
+    currency: str
+    status: Literal["approved", "declined", "cancelled"]
+    transaction_id: str | None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    refunds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def refunded(self) -> int:
+        return sum(self.refunds.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "paymentId": self.payment_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+            "transactionId": self.transaction_id,
+            "failureCode": self.failure_code,
+            "failureMessage": self.failure_message,
+            "refundedAmount": self.refunded,
+        }
+
+
+@dataclass
+class SandboxLedger:
+    """What the sandbox has charged. All changes happen without an await in between, so
+    concurrent requests on one event loop cannot both charge."""
+
+    charges: dict[str, Charge] = field(default_factory=dict)
+    charges_made: int = 0
+    charge_attempts: dict[str, int] = field(default_factory=dict)
+
+
+def _problem(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def create_sandbox_app(timeout_seconds: float) -> FastAPI:
+    """The sandbox; `timeout_seconds` is the caller's GATEWAY_TIMEOUT_SECONDS (the 408 case
+    answers 2 s after it)."""
+    app = FastAPI(title="sandbox-gateway", docs_url=None, redoc_url=None, openapi_url=None)
+    ledger = SandboxLedger()
+    app.state.ledger = ledger
+
+    @app.post("/v1/charges")
+    async def charge(body: ChargeRequest) -> JSONResponse:
+        ledger.charge_attempts[body.payment_id] = ledger.charge_attempts.get(body.payment_id, 0) + 1
+        existing = ledger.charges.get(body.payment_id)
+        if existing is not None:
+            if existing.amount != body.amount:
+                return _problem(409, "IDEMPOTENCY_CONFLICT", "paymentId reused with another amount")
+            status = 402 if existing.status == "declined" else 200
+            return JSONResponse(existing.to_json(), status_code=status)
+        ending = body.amount % 1000
+        if ending == 503:
+            return _problem(503, "PROCESSOR_UNAVAILABLE", "The processor is unavailable")
+        if ending == 402:
+            declined = Charge(
+                body.payment_id,
+                body.amount,
+                body.currency,
+                "declined",
+                None,
+                "CARD_DECLINED",
+                "The card was declined by the issuer",
+            )
+            ledger.charges[body.payment_id] = declined
+            return JSONResponse(declined.to_json(), status_code=402)
+        approved = Charge(
+            body.payment_id, body.amount, body.currency, "approved", ids.new_id("gtx")
+        )
+        ledger.charges[body.payment_id] = approved
+        ledger.charges_made += 1
+        if ending == 408:
+            await asyncio.sleep(timeout_seconds + 2)
+        return JSONResponse(approved.to_json())
+
+    @app.get("/v1/charges/{payment_id}")
+    async def lookup(payment_id: str) -> JSONResponse:
+        existing = ledger.charges.get(payment_id)
+        if existing is None:
+            return _problem(404, "CHARGE_NOT_FOUND", "No charge for this paymentId")
+        return JSONResponse(existing.to_json())
+
+    @app.post("/v1/charges/{payment_id}/cancel")
+    async def cancel(payment_id: str) -> JSONResponse:
+        existing = ledger.charges.get(payment_id)
+        if existing is None:
+            return _problem(404, "CHARGE_NOT_FOUND", "No charge for this paymentId")
+        if existing.status == "cancelled":
+            return JSONResponse(existing.to_json())
+        if existing.status != "approved" or existing.refunds:
+            return _problem(409, "NOT_CANCELLABLE", "Only an unrefunded approved charge")
+        existing.status = "cancelled"
+        return JSONResponse(existing.to_json())
+
+    @app.post("/v1/charges/{payment_id}/refunds")
+    async def refund(payment_id: str, body: RefundRequest) -> JSONResponse:
+        existing = ledger.charges.get(payment_id)
+        if existing is None:
+            return _problem(404, "CHARGE_NOT_FOUND", "No charge for this paymentId")
+        if body.refund_id in existing.refunds:
+            return JSONResponse({"refundId": body.refund_id, "status": "succeeded"})
+        if existing.status != "approved":
+            return _problem(409, "NOT_REFUNDABLE", "Only an approved charge can be refunded")
+        if existing.refunded + body.amount > existing.amount:
+            return _problem(422, "REFUND_EXCEEDS_CHARGE", "The refund exceeds the charge")
+        existing.refunds[body.refund_id] = body.amount
+        return JSONResponse({"refundId": body.refund_id, "status": "succeeded"})
+
+    @app.get("/v1/stats")
+    async def stats() -> dict[str, int]:
+        return {"chargesMade": ledger.charges_made, "charges": len(ledger.charges)}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "healthy"}
+
+    return app

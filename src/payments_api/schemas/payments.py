@@ -1,0 +1,120 @@
+"""Bodies of the payment routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+
+from payments_api.config.constants import PaymentMethod, PaymentStatus
+from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope
+
+Currency = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")
+]
+Amount = Annotated[StrictInt, Field(gt=0, description="In the currency's minor unit")]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _no_control_characters(value: str) -> str:
+    if any(ord(char) < 32 for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class PaymentCreate(CamelModel):
+    amount: Amount
+    merchant_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    payment_method: PaymentMethod
+    product_name: Annotated[ProductName, AfterValidator(_no_control_characters)]
+    currency: Currency = "KRW"
+
+
+class PaymentOut(CamelModel):
+    payment_id: str
+    user_id: str
+    merchant_id: str
+    amount: int
+    currency: str
+    payment_method: PaymentMethod
+    product_name: str
+    status: PaymentStatus
+    transaction_id: str | None
+    refunded_amount: int
+    failure_code: str | None
+    failure_message: str | None
+    cancel_reason: str | None
+    created_at: ApiDatetime
+    updated_at: ApiDatetime
+    completed_at: ApiDatetime | None
+    cancelled_at: ApiDatetime | None
+
+
+class PaymentEnvelope(Envelope):
+    payment: PaymentOut
+    message: str | None = Field(default=None, description="Set on an idempotent replay")
+
+
+class Pagination(CamelModel):
+    current_page: int
+    total_pages: int
+    total_count: int
+    has_next_page: bool
+    has_prev_page: bool
+
+
+class PaymentListEnvelope(Envelope):
+    payments: list[PaymentOut]
+    pagination: Pagination
+
+
+class CancelRequest(CamelModel):
+    reason: Reason
+
+
+class RefundInfo(CamelModel):
+    payment_id: str
+    refund_amount: int
+    refund_status: Literal["processed"] = "processed"
+
+
+class CancelEnvelope(Envelope):
+    message: str = "Payment cancelled successfully"
+    refund_info: RefundInfo
+
+
+class RefundRequest(CamelModel):
+    amount: Amount | None = None
+    reason: Reason
+
+
+class RefundOut(CamelModel):
+    refund_id: str
+    payment_id: str
+    amount: int
+    reason: str
+    status: Literal["pending", "succeeded", "failed"]
+    created_at: ApiDatetime
+
+
+class RefundEnvelope(Envelope):
+    message: str = "Refund processed successfully"
+    refund: RefundOut
+
+
+class RefundListEnvelope(Envelope):
+    refunds: list[RefundOut]
+
+
+class Stats(CamelModel):
+    total_transactions: int
+    total_amount: int
+    last_transaction_at: ApiDatetime | None
+    today_spent: int
+    daily_limit: int
+    remaining_today: int
+
+
+class StatsEnvelope(Envelope):
+    stats: Stats

@@ -1,0 +1,146 @@
+"""The payment gateway client: one httpx.AsyncClient, a deadline on every call, and the mapping
+of the gateway's answers onto what the payment flow needs to know.
+
+The paymentId is the gateway's idempotency key, so asking again is always safe.
+
+Outcomes of a charge:
+- `approved` / `declined`: the gateway answered;
+- `unknown`: it may have charged (timeout after sending, 5xx, broken answer): stay pending and
+  let reconciliation ask later;
+- `unreachable`: no connection was ever made, so nothing can have been charged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from payments_api.config.settings import Settings
+from payments_api.utils.logger import get_logger
+
+logger = get_logger("gateway")
+
+Outcome = Literal["approved", "declined", "unknown", "unreachable"]
+SANDBOX_BASE_URL = "http://sandbox-gateway"
+MAX_CONNECTIONS = 100
+MAX_KEEPALIVE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResult:
+    outcome: Outcome
+    transaction_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class GatewayClient:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+        self.timeout = settings.gateway_timeout_seconds
+        self.client = httpx.AsyncClient(
+            base_url=settings.gateway_url or SANDBOX_BASE_URL,
+            transport=transport,
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 3.0)),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _send(
+        self, method: str, path: str, json: dict[str, Any] | None = None
+    ) -> httpx.Response | Outcome:
+        """One call under an overall deadline (httpx's timeouts do not bind an in-process
+        transport, so the deadline is enforced here too)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.client.request(method, path, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            logger.warning("gateway unreachable", method=method, path=path)
+            return "unreachable"
+        except (TimeoutError, httpx.TimeoutException):
+            logger.warning("gateway timed out", method=method, path=path)
+            return "unknown"
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "gateway call failed", method=method, path=path, error=type(exc).__name__
+            )
+            return "unknown"
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def _charge_result(self, response: httpx.Response | Outcome) -> GatewayResult:
+        if isinstance(response, str):
+            return GatewayResult(response)
+        body = self._json(response)
+        if response.status_code == 200 and body.get("status") == "approved":
+            return GatewayResult("approved", transaction_id=body.get("transactionId"), data=body)
+        if response.status_code == 402 or body.get("status") == "declined":
+            return GatewayResult(
+                "declined",
+                failure_code=str(body.get("failureCode") or "CARD_DECLINED"),
+                failure_message=str(body.get("failureMessage") or "The payment was declined"),
+                data=body,
+            )
+        if response.status_code == 404:
+            return GatewayResult("declined", failure_code="NOT_FOUND", data=body)
+        return GatewayResult("unknown", data=body)
+
+    async def charge(
+        self, *, payment_id: str, amount: int, currency: str, payment_method: str
+    ) -> GatewayResult:
+        response = await self._send(
+            "POST",
+            "/v1/charges",
+            {
+                "paymentId": payment_id,
+                "amount": amount,
+                "currency": currency,
+                "paymentMethod": payment_method,
+            },
+        )
+        return self._charge_result(response)
+
+    async def lookup(self, payment_id: str) -> GatewayResult:
+        """What the gateway knows of a charge: approved, declined, or (404) never charged."""
+        return self._charge_result(await self._send("GET", f"/v1/charges/{payment_id}"))
+
+    async def cancel(self, payment_id: str) -> GatewayResult:
+        response = await self._send("POST", f"/v1/charges/{payment_id}/cancel")
+        return self._simple_result(response)
+
+    async def refund(self, *, payment_id: str, refund_id: str, amount: int) -> GatewayResult:
+        response = await self._send(
+            "POST",
+            f"/v1/charges/{payment_id}/refunds",
+            {"refundId": refund_id, "amount": amount},
+        )
+        return self._simple_result(response)
+
+    def _simple_result(self, response: httpx.Response | Outcome) -> GatewayResult:
+        """Cancel and refund: 2xx approved, 4xx refused, anything else unknown."""
+        if isinstance(response, str):
+            return GatewayResult(response)
+        body = self._json(response)
+        if 200 <= response.status_code < 300:
+            return GatewayResult("approved", data=body)
+        if 400 <= response.status_code < 500:
+            return GatewayResult(
+                "declined",
+                failure_code=str(body.get("error") or "GATEWAY_REFUSED"),
+                failure_message=str(body.get("message") or "The gateway refused"),
+                data=body,
+            )
+        return GatewayResult("unknown", data=body)

@@ -1,0 +1,63 @@
+"""The read cache of payments: `payment:details:<id>` holds the contract's payment object.
+
+Writers store the state they just committed, readers store what they read; a version number
+(bumped on every change) makes sure an older state never replaces a newer one, so a read never
+goes back behind a change the caller saw succeed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from payments_api.models.payment import Payment, public_view
+from payments_api.utils.cache import RedisScripts, split_versioned, store_versioned
+from payments_api.utils.logger import get_logger
+
+logger = get_logger("payment-cache")
+
+CACHE_TTL_MS = 60_000
+
+
+def cache_key(payment_id: str) -> str:
+    return f"payment:details:{payment_id}"
+
+
+class PaymentCache:
+    def __init__(self, redis: Redis, scripts: RedisScripts) -> None:
+        self.redis = redis
+        self.scripts = scripts
+
+    async def get(self, payment_id: str) -> str | None:
+        """The cached payment as JSON, or None (a Redis failure reads as a miss)."""
+        try:
+            raw = await self.redis.get(cache_key(payment_id))
+        except (RedisError, OSError) as exc:
+            logger.warning("payment cache unavailable", error=type(exc).__name__)
+            return None
+        return split_versioned(raw)
+
+    async def put(self, payment: Payment) -> dict[str, Any]:
+        """Store this state unless a newer one is there; returns the public view."""
+        view = public_view(payment)
+        try:
+            await store_versioned(
+                self.scripts,
+                cache_key(payment.id),
+                payment.version,
+                json.dumps(view, separators=(",", ":")),
+                CACHE_TTL_MS,
+            )
+        except (RedisError, OSError) as exc:
+            logger.warning("could not cache payment", error=type(exc).__name__)
+            await self.forget(payment.id)
+        return view
+
+    async def forget(self, payment_id: str) -> None:
+        try:
+            await self.redis.delete(cache_key(payment_id))
+        except (RedisError, OSError) as exc:
+            logger.warning("could not drop cached payment", error=type(exc).__name__)
