@@ -21,6 +21,7 @@ from payments_api.middleware.compression import CompressionMiddleware
 from payments_api.middleware.cors import CORSMiddleware
 from payments_api.middleware.errors import UnhandledErrorMiddleware, register_error_handlers
 from payments_api.middleware.logging import AccessLogMiddleware
+from payments_api.middleware.rate_limit import RateLimitMiddleware
 from payments_api.middleware.request_context import RequestContextMiddleware
 from payments_api.middleware.security_headers import SecurityHeadersMiddleware
 from payments_api.routes import health
@@ -68,12 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost first: the order a request passes through them.
     middleware = [
-        Middleware(RequestContextMiddleware),
+        Middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies),
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(SecurityHeadersMiddleware),
         Middleware(CORSMiddleware, allowed_origins=settings.allowed_origins),
         Middleware(CompressionMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(RateLimitMiddleware, item=settings.rate_limit_item),
         Middleware(UnhandledErrorMiddleware),
     ]
     app = FastAPI(

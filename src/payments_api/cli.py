@@ -32,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (default 1; needs real servers)"
     )
+
+    sandbox = commands.add_parser(
+        "sandbox-gateway",
+        help="serve the sandbox payment gateway",
+        description="Serve the sandbox card processor (amounts ending 402 decline, 408 answer "
+        "late, 503 fail). It keeps its charges in memory.",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=4000, help="port (default 4000)")
     return parser
 
 
@@ -77,8 +86,27 @@ def serve(host: str, port: int | None, workers: int) -> int:
     return 0
 
 
+def sandbox_gateway(host: str, port: int) -> int:
+    import uvicorn
+
+    from payments_api.sandbox_gateway.app import create_sandbox_app
+
+    settings = _load_settings()
+    uvicorn.run(
+        create_sandbox_app(settings.gateway_timeout_seconds),
+        host=host,
+        port=port,
+        server_header=False,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args.host, args.port, args.workers)
+    if args.command == "sandbox-gateway":
+        return sandbox_gateway(args.host, args.port)
     return 2

@@ -27,11 +27,11 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
-    cached = getattr(request.state, "principal", None)
-    if isinstance(cached, Principal):
-        return cached
-    principal = await services.auth.resolve(request.headers.get("authorization"))
-    request.state.principal = principal
+    """The caller, as the rate limiter already resolved it, else from the header now."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        principal = await services.auth.resolve(request.headers.get("authorization"))
+        request.state.principal = principal
     key = "userId" if principal.kind == "user" else "merchantId"
     setattr(request.state, key, principal.id)
     structlog.contextvars.bind_contextvars(**{key: principal.id})

@@ -15,7 +15,7 @@ from payments_api import __version__
 from payments_api.config.constants import READINESS_TIMEOUT_SECONDS
 from payments_api.middleware.auth import ServicesDep
 from payments_api.schemas.common import CamelModel
-from payments_api.utils.clock import utcnow
+from payments_api.utils.clock import iso_utc, utcnow
 from payments_api.utils.logger import get_logger
 from payments_api.utils.memory import memory_usage
 
@@ -48,7 +48,7 @@ async def health(request: Request) -> Health:
     started: float = request.app.state.started_at
     rss, max_rss = memory_usage()
     return Health(
-        timestamp=utcnow().isoformat().replace("+00:00", "Z"),
+        timestamp=iso_utc(utcnow()),
         uptime=round(time.monotonic() - started, 3),
         memory=Memory(rss=rss, max_rss=max_rss),
         version=__version__,

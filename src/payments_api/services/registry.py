@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
+from payments_api.middleware.rate_limit import create_rate_limit_storage
 from payments_api.services.auth import AuthService
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.gateway import GatewayClient
@@ -41,6 +43,7 @@ class Services:
     settlement: SettlementService
     payments: PaymentService
     refunds: RefundService
+    rate_limit_storage: RedisStorage
 
 
 def build_services(
@@ -72,4 +75,5 @@ def build_services(
             settings, database, gateway, idempotency, limits, cache, stats, settlement
         ),
         refunds=RefundService(database, gateway, idempotency, cache),
+        rate_limit_storage=create_rate_limit_storage(redis),
     )

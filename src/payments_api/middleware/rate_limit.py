@@ -1,0 +1,127 @@
+"""Rate limits on `/api/*`: RATE_LIMIT per caller (the user or merchant when the credential is
+valid, else the client IP), counted in Redis with the `limits` library's asyncio API so every
+server process shares one budget.
+
+The caller is authenticated here once and the result left in the request state, where the auth
+dependency picks it up. Counting is one Redis round trip (`INCRBY` + `EXPIRE` in one script);
+the window's reset time is remembered per key, so it is asked of Redis only when this process
+has not seen the window start. If Redis fails, requests are let through (and logged): the rate
+limiter must not take the API down with it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from limits import RateLimitItem
+from limits.aio.storage import RedisStorage
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payments_api.errors import UnauthorizedError
+from payments_api.middleware.errors import send_error
+from payments_api.middleware.request_context import request_state
+from payments_api.utils.logger import get_logger, log_security_event
+
+logger = get_logger("rate-limit")
+
+API_PREFIX = "/api/"
+KEY_PREFIX = "ratelimit"
+MAX_REMEMBERED_WINDOWS = 10_000
+
+
+def create_rate_limit_storage(redis: Redis) -> RedisStorage:
+    """The `limits` storage on the app's own Redis connection pool (one client, one pool)."""
+    options: dict[str, Any] = {"connection_pool": redis.connection_pool}
+    return RedisStorage(
+        "async+redis://", implementation="redispy", key_prefix=KEY_PREFIX, **options
+    )
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, item: RateLimitItem) -> None:
+        self.app = app
+        self.item = item
+        self.expiry = item.get_expiry()
+        self.limit = str(item.amount).encode()
+        self._resets: dict[str, float] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        services = scope["app"].state.services
+        identity = await self._identify(scope, services)
+        key = self.item.key_for(identity)
+        try:
+            count = await services.rate_limit_storage.incr(key, self.expiry)
+            reset_at = await self._reset_at(services.rate_limit_storage, key, count)
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "rate limiter unavailable; request let through", error=type(exc).__name__
+            )
+            await self.app(scope, receive, send)
+            return
+        now = time.time()
+        reset_in = max(1, math.ceil(reset_at - now))
+        remaining = max(0, self.item.amount - count)
+        headers = [
+            (b"ratelimit-limit", self.limit),
+            (b"ratelimit-remaining", str(remaining).encode()),
+            (b"ratelimit-reset", str(reset_in).encode()),
+        ]
+        if count > self.item.amount:
+            log_security_event("rate limit exceeded", caller=identity, path=scope["path"])
+            await send_error(
+                scope,
+                send,
+                429,
+                "TOO_MANY_REQUESTS",
+                "Too many requests, please try again later",
+                extra={"retryAfter": reset_in},
+                headers=[*headers, (b"retry-after", str(reset_in).encode())],
+            )
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _reset_at(self, storage: RedisStorage, key: str, count: int) -> float:
+        now = time.time()
+        if count == 1:
+            reset_at = now + self.expiry
+        else:
+            known = self._resets.get(key)
+            if known is not None and known > now:
+                return known
+            reset_at = await storage.get_expiry(key)
+        if len(self._resets) >= MAX_REMEMBERED_WINDOWS:
+            self._resets.clear()
+        self._resets[key] = reset_at
+        return reset_at
+
+    @staticmethod
+    async def _identify(scope: Scope, services: Any) -> str:
+        """`user:<id>` / `merchant:<id>` for a valid credential, else `ip:<address>`."""
+        state = request_state(scope)
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        if authorization:
+            try:
+                principal = await services.auth.resolve(authorization)
+            except UnauthorizedError:
+                pass
+            else:
+                state["principal"] = principal
+                return f"{principal.kind}:{principal.id}"
+        return f"ip:{state.get('client_ip', '')}"
