@@ -66,7 +66,7 @@ def build_services(
         metrics=metrics,
         gateway=gateway,
         auth=AuthService(settings, database),
-        users=UserService(settings, database),
+        users=UserService(settings, database, stats),
         merchants=MerchantService(settings, database),
         limits=limits,
         stats=stats,

@@ -14,6 +14,7 @@ from payments_api.errors import ConflictError, NotFoundError, UnauthorizedError
 from payments_api.models import user as users
 from payments_api.models.user import User
 from payments_api.services.passwords import hash_password
+from payments_api.services.stats import StatsService
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
@@ -41,9 +42,10 @@ def _conflict_for(exc: DuplicateKeyError) -> ConflictError:
 
 
 class UserService:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, stats: StatsService) -> None:
         self.settings = settings
         self.db = db
+        self.stats = stats
 
     async def register(
         self,
@@ -100,6 +102,7 @@ class UserService:
         user = await users.update(self.db, user_id, stored)
         if user is None:
             raise NotFoundError("USER_NOT_FOUND", "User not found")
+        await self.stats.invalidate(user_id)  # the cached stats carry the daily limit
         log_business_event(
             "user updated", userId=user_id, adminId=admin_id, changes=sorted(changes)
         )
