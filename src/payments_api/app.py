@@ -3,6 +3,7 @@ and error handlers of one app. No I/O happens before the lifespan starts."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,8 +13,6 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from payments_api import __version__
-from payments_api.config.database import Database
-from payments_api.config.redis import create_redis, wait_for_redis
 from payments_api.config.settings import Settings
 from payments_api.errors import StartupError
 from payments_api.middleware.body_limit import BodyLimitMiddleware
@@ -27,44 +26,47 @@ from payments_api.middleware.security_headers import SecurityHeadersMiddleware
 from payments_api.routes import health
 from payments_api.routes.api import v1
 from payments_api.sandbox_gateway.app import create_sandbox_app
-from payments_api.services.gateway import GatewayClient
-from payments_api.services.registry import build_services
+from payments_api.services.registry import open_services
 from payments_api.utils.logger import configure_logging, get_logger
 from payments_api.utils.metrics import Metrics
+from payments_api.worker import run_loops
 
 logger = get_logger("app")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
+    """The API. With `run_worker`, the worker loops (event delivery, reconciliation) run in
+    this process too: `serve` asks for that on the in-memory stand-ins or RUN_WORKER=true."""
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.app_env)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings)
-        redis = create_redis(settings)
-        gateway = _create_gateway(app, settings)
         try:
-            await database.connect()
-            await wait_for_redis(redis, settings)
-            await database.create_indexes()
-            services = build_services(settings, database, redis, metrics, gateway)
-            app.state.services = services
+            services = await open_services(settings, metrics, _sandbox_transport(app, settings))
+        except StartupError as exc:
+            logger.error("start-up failed", reason=str(exc))
+            raise
+        app.state.services = services
+        stop = asyncio.Event()
+        worker: asyncio.Task[None] | None = None
+        try:
             await services.users.ensure_bootstrap_admin()
+            if run_worker:
+                worker = asyncio.create_task(run_loops(services, stop))
             logger.info(
                 "payments-api started",
                 environment=settings.app_env,
                 gateway=settings.gateway_url or "in-process sandbox",
+                worker="in-process" if run_worker else "separate",
             )
             yield
-        except StartupError as exc:
-            logger.error("start-up failed", reason=str(exc))
-            raise
         finally:
-            await gateway.aclose()
-            await redis.aclose()
-            database.close()
+            stop.set()
+            if worker is not None:
+                await worker
+            await services.aclose()
             logger.info("payments-api stopped")
 
     # Outermost first: the order a request passes through them.
@@ -96,17 +98,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _create_gateway(app: FastAPI, settings: Settings) -> GatewayClient:
-    """The gateway at GATEWAY_URL, or the sandbox in-process through an ASGI transport (the
-    same client code runs either way; the sandbox is kept on `app.state.sandbox` for tests)."""
+def _sandbox_transport(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTransport | None:
+    """Without GATEWAY_URL, the sandbox gateway in-process through an ASGI transport (the same
+    client code runs either way; the sandbox is kept on `app.state.sandbox` for tests)."""
     if settings.gateway_url:
-        return GatewayClient(settings)
+        return None
     sandbox = create_sandbox_app(settings.gateway_timeout_seconds)
     app.state.sandbox = sandbox
     logger.info("using the in-process sandbox gateway")
-    return GatewayClient(settings, transport=httpx.ASGITransport(app=sandbox))
+    return httpx.ASGITransport(app=sandbox)
 
 
 def create_app_from_env() -> FastAPI:
-    """The uvicorn factory for `--workers N`: each worker reads the same environment."""
-    return create_app(Settings())
+    """The uvicorn factory for `--workers N`: each worker reads the same environment (real
+    servers only, so the worker loops run here only with RUN_WORKER=true)."""
+    settings = Settings()
+    return create_app(settings, run_worker=settings.run_worker)

@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="worker processes (default 1; needs real servers)"
     )
 
+    commands.add_parser(
+        "worker",
+        help="deliver events and reconcile payments",
+        description="Deliver events (Redis stream and webhooks) and reconcile pending payments "
+        "until SIGTERM. Needs MONGODB_URI and REDIS_URL; on the in-memory stand-ins `serve` "
+        "runs these loops itself.",
+    )
+
     sandbox = commands.add_parser(
         "sandbox-gateway",
         help="serve the sandbox payment gateway",
@@ -82,7 +90,30 @@ def serve(host: str, port: int | None, workers: int) -> int:
     else:
         from payments_api.app import create_app
 
-        uvicorn.run(create_app(settings), **common)
+        run_worker = settings.run_worker or settings.uses_in_memory_store
+        uvicorn.run(create_app(settings, run_worker=run_worker), **common)
+    return 0
+
+
+def worker() -> int:
+    import asyncio
+
+    from payments_api.errors import StartupError
+    from payments_api.worker import run_worker_process
+
+    settings = _load_settings()
+    if settings.uses_in_memory_store:
+        print(
+            "the worker needs MONGODB_URI and REDIS_URL: on the in-memory stand-ins "
+            "`payments-api serve` runs the worker loops itself",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        asyncio.run(run_worker_process(settings))
+    except StartupError as exc:
+        print(f"payments-api worker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -107,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args.host, args.port, args.workers)
+    if args.command == "worker":
+        return worker()
     if args.command == "sandbox-gateway":
         return sandbox_gateway(args.host, args.port)
     return 2

@@ -27,6 +27,9 @@ from payments_api.utils.logger import get_logger
 
 logger = get_logger("database")
 
+TRANSACTION_PROBE = "transaction_probe"
+"""The collection `connect()` reads in a transaction (never written) to test `on`."""
+
 Session = Any
 """A Motor client session, or None where the deployment has no transactions."""
 
@@ -160,12 +163,28 @@ class Database:
                 await asyncio.sleep(0.5)
         replica = "setName" in hello or hello.get("msg") == "isdbgrid"
         mode = self.settings.mongodb_transactions
-        if mode == "on" and not replica:
+        if mode == "on" and not replica and not await self._accepts_transactions():
             raise StartupError(
-                f"MONGODB_TRANSACTIONS=on but MongoDB at {uri} is neither a replica set nor mongos"
+                f"MONGODB_TRANSACTIONS=on but MongoDB at {uri} refuses transactions "
+                "(it is neither a replica set nor mongos)"
             )
         self.supports_transactions = mode == "on" or (mode == "auto" and replica)
         logger.info("connected to MongoDB", uri=uri, transactions=self.supports_transactions)
+
+    async def _accepts_transactions(self) -> bool:
+        """Whether a server whose `hello` names no replica set still runs transactions (a
+        wire-compatible server may; a standalone mongod refuses): one read inside a
+        transaction, then aborted, so nothing is written."""
+        try:
+            async with await self.client.start_session() as session:
+                session.start_transaction()
+                try:
+                    await self.db[TRANSACTION_PROBE].find_one({}, session=session)
+                finally:
+                    await session.abort_transaction()
+        except PyMongoError:
+            return False
+        return True
 
     async def ping(self) -> None:
         await self.client.admin.command("ping")

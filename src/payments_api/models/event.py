@@ -1,18 +1,46 @@
 """The outbox: an event per change of a payment's state, written in the same step as the
-change. `dedupeKey` is unique, so repeating a step never writes a second event."""
+change. `dedupeKey` is unique, so repeating a step never writes a second event.
+
+A dispatcher claims an event with a lease (`lockedBy`, `lockedUntil`): a guarded
+find-and-update, so two dispatchers never work on one event at once, and the event of a
+dispatcher that died is taken over when its lease runs out. Every later write names the lease
+holder, so a dispatcher whose lease was taken over cannot overwrite the new holder's work.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.constants import EventType
 from payments_api.config.database import Database, Session
 from payments_api.models.base import Document, UtcDatetime
+from payments_api.utils.clock import iso_utc
 
 COLLECTION = "events"
+
+EventStatus = Literal["pending", "delivered", "dead"]
+
+
+class Attempt(Document):
+    attempted_at: UtcDatetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float
+
+
+class Delivery(Document):
+    """One delivery of the event to the merchant's webhook; a redelivery starts a new one."""
+
+    delivery_id: str
+    url: str
+    status: EventStatus = "pending"
+    attempts: list[Attempt] = Field(default_factory=list)
+    created_at: UtcDatetime
 
 
 class Event(Document):
@@ -22,8 +50,26 @@ class Event(Document):
     merchant_id: str
     dedupe_key: str
     data: dict[str, Any]
-    status: Literal["pending", "delivered", "dead"] = "pending"
+    status: EventStatus = "pending"
+    published: bool = False
+    deliveries: list[Delivery] = Field(default_factory=list)
+    next_attempt_at: UtcDatetime
+    locked_by: str | None = None
+    locked_until: UtcDatetime | None = None
     created_at: UtcDatetime
+
+    def envelope(self) -> dict[str, Any]:
+        """The body a webhook receives and the stream carries."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "createdAt": iso_utc(self.created_at),
+            "data": self.data,
+        }
+
+
+def _event(raw: dict[str, Any] | None) -> Event | None:
+    return Event.from_mongo(raw) if raw else None
 
 
 async def append(db: Database, event: Event, session: Session = None) -> bool:
@@ -35,6 +81,56 @@ async def append(db: Database, event: Event, session: Session = None) -> bool:
     return True
 
 
+async def find_by_id(db: Database, event_id: str) -> Event | None:
+    return _event(await db[COLLECTION].find_one({"_id": event_id}))
+
+
 async def for_payment(db: Database, payment_id: str) -> list[Event]:
-    cursor = db[COLLECTION].find({"paymentId": payment_id}).sort("createdAt", 1)
+    cursor = db[COLLECTION].find({"paymentId": payment_id}).sort("createdAt", ASCENDING)
     return [Event.from_mongo(raw) async for raw in cursor]
+
+
+async def claim_due(
+    db: Database, worker_id: str, now: datetime, lease_until: datetime
+) -> Event | None:
+    """Take the lease on one pending event that is due and not leased by a live worker."""
+    raw = await db[COLLECTION].find_one_and_update(
+        {
+            "status": "pending",
+            "nextAttemptAt": {"$lte": now},
+            "$or": [{"lockedUntil": None}, {"lockedUntil": {"$lte": now}}],
+        },
+        {"$set": {"lockedBy": worker_id, "lockedUntil": lease_until}},
+        sort=[("nextAttemptAt", ASCENDING)],
+        return_document=ReturnDocument.AFTER,
+    )
+    return _event(raw)
+
+
+async def update_leased(
+    db: Database, event_id: str, worker_id: str, update: dict[str, Any]
+) -> bool:
+    """Apply `update` only while `worker_id` still holds the lease."""
+    result = await db[COLLECTION].update_one({"_id": event_id, "lockedBy": worker_id}, update)
+    return bool(result.matched_count == 1)
+
+
+async def restart_delivery(
+    db: Database, event_id: str, delivery: Delivery | None, now: datetime
+) -> Event | None:
+    """Deliver again from scratch, whatever the state: a new delivery, due now, lease dropped."""
+    update: dict[str, Any] = {
+        "$set": {
+            "status": "pending",
+            "published": False,
+            "nextAttemptAt": now,
+            "lockedBy": None,
+            "lockedUntil": None,
+        }
+    }
+    if delivery is not None:
+        update["$push"] = {"deliveries": delivery.to_mongo()}
+    raw = await db[COLLECTION].find_one_and_update(
+        {"_id": event_id}, update, return_document=ReturnDocument.AFTER
+    )
+    return _event(raw)

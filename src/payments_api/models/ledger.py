@@ -44,3 +44,10 @@ async def append(db: Database, record: LedgerRecord, session: Session = None) ->
 async def for_payment(db: Database, payment_id: str) -> list[LedgerRecord]:
     cursor = db[COLLECTION].find({"paymentId": payment_id}).sort("createdAt", 1)
     return [LedgerRecord.from_mongo(raw) async for raw in cursor]
+
+
+async def has_movement(db: Database, type_: LedgerType, reference: str) -> bool:
+    count: int = await db[COLLECTION].count_documents(
+        {"type": type_, "reference": reference}, limit=1
+    )
+    return count > 0

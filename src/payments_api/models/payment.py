@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import Field
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from payments_api.config.constants import PaymentStatus
 from payments_api.config.database import Database, Session
@@ -24,6 +24,7 @@ class PendingRefund(Document):
 
     refund_id: str
     amount: int
+    reason: str | None = None
 
 
 class Payment(Document):
@@ -92,6 +93,36 @@ async def update_where(
         session=session,
     )
     return _payment(raw)
+
+
+async def claim_stale(
+    db: Database,
+    query: dict[str, Any],
+    *,
+    older_than: datetime,
+    worker_id: str,
+    now: datetime,
+    lease_until: datetime,
+) -> Payment | None:
+    """Take the reconciliation lease on one payment matching `query` that has not changed
+    since `older_than` and is not leased by a live reconciler. The lease is no state change:
+    it moves neither `version` nor `updatedAt`."""
+    raw = await db[COLLECTION].find_one_and_update(
+        {
+            **query,
+            "updatedAt": {"$lte": older_than},
+            "$or": [{"reconcileLockedUntil": None}, {"reconcileLockedUntil": {"$lte": now}}],
+        },
+        {"$set": {"reconcileLockedBy": worker_id, "reconcileLockedUntil": lease_until}},
+        sort=[("updatedAt", ASCENDING)],
+        return_document=ReturnDocument.AFTER,
+    )
+    return _payment(raw)
+
+
+async def oldest_created_at(db: Database, status: str) -> datetime | None:
+    raw = await db[COLLECTION].find_one({"status": status}, sort=[("createdAt", ASCENDING)])
+    return Payment.from_mongo(raw).created_at if raw else None
 
 
 async def find_page(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -72,3 +73,10 @@ async def for_payment(db: Database, payment_id: str) -> list[Refund]:
 async def delete(db: Database, refund_id: str) -> None:
     """Remove a refund that never reserved anything (its request was refused)."""
     await db[COLLECTION].delete_one({"_id": refund_id, "status": "pending"})
+
+
+async def stale_pending(db: Database, older_than: datetime, limit: int) -> list[Refund]:
+    cursor = (
+        db[COLLECTION].find({"status": "pending", "createdAt": {"$lte": older_than}}).limit(limit)
+    )
+    return [Refund.from_mongo(raw) async for raw in cursor]

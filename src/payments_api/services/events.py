@@ -1,14 +1,47 @@
-"""The outbox side of events: build the event that describes a change, to be written in the
-same step as the change. (Delivery to the stream and to webhooks is the dispatcher's job.)"""
+"""Events: built in the same step as the change they describe (the outbox), then delivered by
+the dispatcher — published to the Redis stream `payments:events` and POSTed, signed, to the
+merchant's webhook — at least once, with exponential backoff and jitter for at least 24 h,
+after which the event is `dead`.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import os
+import random
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
 
 from payments_api.config.constants import EventType
-from payments_api.models.event import Event
+from payments_api.config.database import Database
+from payments_api.config.settings import Settings
+from payments_api.errors import NotFoundError
+from payments_api.models import event as events
+from payments_api.models import merchant as merchants
+from payments_api.models.event import Attempt, Delivery, Event
 from payments_api.models.payment import Payment, public_view
+from payments_api.services.webhooks import post_webhook, signature_header, unsafe_reason
 from payments_api.utils import ids
+from payments_api.utils.clock import utcnow
+from payments_api.utils.logger import get_logger
+from payments_api.utils.metrics import Metrics
+
+logger = get_logger("events")
+
+STREAM = "payments:events"
+STREAM_MAXLEN = 100_000
+LEASE_SECONDS = 60
+BATCH = 100
+FIRST_RETRY_SECONDS = 15
+MAX_RETRY_SECONDS = 3600
+RETRY_FOR = timedelta(hours=24)
+
+Clock = Callable[[], datetime]
 
 
 def payment_event(
@@ -22,5 +55,175 @@ def payment_event(
         merchant_id=payment.merchant_id,
         dedupe_key=f"{event_type.value}:{payment.id}:{reference or ''}",
         data={"payment": public_view(payment)},
+        next_attempt_at=now,
         created_at=now,
     )
+
+
+def retry_delay(failed_attempts: int, jitter: float) -> timedelta:
+    """15 s, 30 s, 1 min, … capped at 1 h, each scaled by `jitter` in [0.5, 1.0] (so the first
+    retry comes within 30 s and retries of many events do not arrive in lockstep)."""
+    base = min(FIRST_RETRY_SECONDS * 2 ** max(0, failed_attempts - 1), MAX_RETRY_SECONDS)
+    return timedelta(seconds=base * jitter)
+
+
+def new_delivery(url: str, now: datetime) -> Delivery:
+    return Delivery(delivery_id=ids.new_id("dlv"), url=url, created_at=now)
+
+
+class EventDispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        redis: Redis,
+        http: httpx.AsyncClient,
+        metrics: Metrics,
+        *,
+        clock: Clock = utcnow,
+        jitter: Callable[[], float] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        self.http = http
+        self.metrics = metrics
+        self.clock = clock
+        self.jitter = jitter or (lambda: random.uniform(0.5, 1.0))  # noqa: S311 - not crypto
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.ulid()}"
+
+    async def run_once(self) -> int:
+        """Deliver every due event (at most BATCH); the number handled."""
+        handled = 0
+        while handled < BATCH:
+            now = self.clock()
+            event = await events.claim_due(
+                self.db, self.worker_id, now, now + timedelta(seconds=LEASE_SECONDS)
+            )
+            if event is None:
+                break
+            try:
+                await self._handle(event)
+            except Exception:
+                logger.exception("event dispatch failed", eventId=event.id)
+                await self._release(event.id, now + timedelta(seconds=FIRST_RETRY_SECONDS))
+            handled += 1
+        return handled
+
+    async def _release(self, event_id: str, next_attempt_at: datetime) -> None:
+        await events.update_leased(
+            self.db,
+            event_id,
+            self.worker_id,
+            {"$set": {"lockedBy": None, "lockedUntil": None, "nextAttemptAt": next_attempt_at}},
+        )
+
+    async def _handle(self, event: Event) -> None:
+        if not event.published:
+            await self._publish(event)
+        merchant = await merchants.find_by_id(self.db, event.merchant_id)
+        if merchant is None or not merchant.webhook_url:
+            await self._finish(event, "delivered", event.deliveries)
+            return
+        deliveries = list(event.deliveries)
+        if not deliveries or deliveries[-1].url != merchant.webhook_url:
+            if deliveries and deliveries[-1].status == "pending":
+                deliveries[-1] = deliveries[-1].model_copy(update={"status": "dead"})
+            deliveries.append(new_delivery(merchant.webhook_url, self.clock()))
+        delivery = deliveries[-1]
+        now = self.clock()
+        body = json.dumps(event.envelope(), separators=(",", ":")).encode()
+        blocked = await unsafe_reason(delivery.url, production=self.settings.is_production)
+        if blocked:
+            attempt = Attempt(
+                attempted_at=now, error=f"webhook URL refused: {blocked}", duration_ms=0
+            )
+            ok = False
+        else:
+            signature = signature_header(merchant.webhook_secret, int(now.timestamp()), body)
+            result = await post_webhook(self.http, delivery.url, body, signature)
+            attempt = Attempt(
+                attempted_at=now,
+                status_code=result.status_code,
+                error=result.error,
+                duration_ms=result.duration_ms,
+            )
+            ok = result.ok
+        delivery = delivery.model_copy(update={"attempts": [*delivery.attempts, attempt]})
+        if ok:
+            deliveries[-1] = delivery.model_copy(update={"status": "delivered"})
+            self.metrics.events_delivered.inc()
+            await self._finish(event, "delivered", deliveries)
+            return
+        self.metrics.events_failed.inc()
+        if now - delivery.created_at >= RETRY_FOR:
+            deliveries[-1] = delivery.model_copy(update={"status": "dead"})
+            self.metrics.events_dead.inc()
+            logger.error("webhook delivery dead", eventId=event.id, merchantId=event.merchant_id)
+            await self._finish(event, "dead", deliveries)
+            return
+        deliveries[-1] = delivery
+        retry_at = now + retry_delay(len(delivery.attempts), self.jitter())
+        await events.update_leased(
+            self.db,
+            event.id,
+            self.worker_id,
+            {
+                "$set": {
+                    "deliveries": [d.to_mongo() for d in deliveries],
+                    "nextAttemptAt": retry_at,
+                    "lockedBy": None,
+                    "lockedUntil": None,
+                }
+            },
+        )
+
+    async def _publish(self, event: Event) -> None:
+        envelope = event.envelope()
+        fields: dict[Any, Any] = {
+            "id": event.id,
+            "type": str(envelope["type"]),
+            "data": json.dumps(envelope["data"], separators=(",", ":")),
+        }
+        await self.redis.xadd(STREAM, fields, maxlen=STREAM_MAXLEN, approximate=True)
+        await events.update_leased(self.db, event.id, self.worker_id, {"$set": {"published": True}})
+
+    async def _finish(self, event: Event, status: str, deliveries: list[Delivery]) -> None:
+        await events.update_leased(
+            self.db,
+            event.id,
+            self.worker_id,
+            {
+                "$set": {
+                    "status": status,
+                    "deliveries": [d.to_mongo() for d in deliveries],
+                    "lockedBy": None,
+                    "lockedUntil": None,
+                }
+            },
+        )
+
+
+class EventService:
+    """The admin's view of events: list a payment's events, redeliver one."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def for_payment(self, payment_id: str) -> list[Event]:
+        return await events.for_payment(self.db, payment_id)
+
+    async def redeliver(self, event_id: str) -> Event:
+        event = await events.find_by_id(self.db, event_id)
+        if event is None:
+            raise NotFoundError("EVENT_NOT_FOUND", "Event not found")
+        merchant = await merchants.find_by_id(self.db, event.merchant_id)
+        now = utcnow()
+        delivery = (
+            new_delivery(merchant.webhook_url, now) if merchant and merchant.webhook_url else None
+        )
+        restarted = await events.restart_delivery(self.db, event_id, delivery, now)
+        if restarted is None:
+            raise NotFoundError("EVENT_NOT_FOUND", "Event not found")
+        return restarted

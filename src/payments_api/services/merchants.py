@@ -10,6 +10,7 @@ from payments_api.config.settings import Settings
 from payments_api.errors import NotFoundError, UnprocessableError
 from payments_api.models import merchant as merchants
 from payments_api.models.merchant import Merchant
+from payments_api.services.webhooks import unsafe_reason
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.utils.crypto import random_secret, sha256_hex
@@ -33,12 +34,14 @@ class MerchantService:
     async def create(
         self, *, name: str, category: str, webhook_url: str | None, admin_id: str
     ) -> CreatedMerchant:
-        if webhook_url and self.settings.is_production and not webhook_url.startswith("https://"):
-            raise UnprocessableError(
-                "VALIDATION_ERROR",
-                "The request is invalid",
-                extra={"details": [{"field": "webhookUrl", "message": "must be an https URL"}]},
-            )
+        if webhook_url:
+            reason = await unsafe_reason(webhook_url, production=self.settings.is_production)
+            if reason:
+                raise UnprocessableError(
+                    "VALIDATION_ERROR",
+                    "The request is invalid",
+                    extra={"details": [{"field": "webhookUrl", "message": reason}]},
+                )
         api_key = random_secret(API_KEY_PREFIX)
         webhook_secret = random_secret(WEBHOOK_SECRET_PREFIX)
         now = utcnow()

@@ -346,7 +346,7 @@ class PaymentService:
                     "$set": {"refundedAmount": payment.amount},
                     "$push": {
                         "pendingRefunds": PendingRefund(
-                            refund_id=CANCEL_REFERENCE, amount=payment.amount
+                            refund_id=CANCEL_REFERENCE, amount=payment.amount, reason=reason
                         ).to_mongo()
                     },
                 },
@@ -357,17 +357,18 @@ class PaymentService:
             payment = reserved
         result = await self.gateway.cancel(payment_id)
         if result.outcome == "approved":
-            return await self._finish_cancel(payment, reason)
+            return await self.finish_cancel(payment, reason)
         if result.outcome == "unknown":
             raise ServiceUnavailableError(
                 "GATEWAY_UNAVAILABLE", "The gateway did not confirm the cancellation; retry"
             )
-        await self._undo_cancel_reservation(payment)
+        await self.undo_cancel(payment)
         if result.outcome == "unreachable":
             raise ServiceUnavailableError("GATEWAY_UNAVAILABLE", GATEWAY_UNAVAILABLE_MESSAGE)
         raise _not_cancellable()
 
-    async def _finish_cancel(self, payment: Payment, reason: str) -> Payment:
+    async def finish_cancel(self, payment: Payment, reason: str) -> Payment:
+        """Record the gateway's yes to a cancel (also used by reconciliation)."""
         now = utcnow()
         async with self.db.transaction() as session:
             updated = await payments.update_where(
@@ -422,7 +423,8 @@ class PaymentService:
         )
         return updated
 
-    async def _undo_cancel_reservation(self, payment: Payment) -> None:
+    async def undo_cancel(self, payment: Payment) -> None:
+        """Give back the cancel's reservation after the gateway's no."""
         now = utcnow()
         restored = await payments.update_where(
             self.db,

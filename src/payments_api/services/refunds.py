@@ -190,10 +190,10 @@ class RefundService:
 
         result = await self.gateway.refund(payment_id=payment.id, refund_id=refund.id, amount=value)
         if result.outcome == "approved":
-            return await self._succeed(reserved, refund)
+            return await self.succeed(reserved, refund)
         if result.outcome == "unknown":
             return refund  # stays reserved and pending; reconciliation asks the gateway later
-        await self._release(reserved, refund, result.failure_code or "GATEWAY_REFUSED")
+        await self.release(reserved, refund, result.failure_code or "GATEWAY_REFUSED")
         if result.outcome == "unreachable":
             raise ServiceUnavailableError(
                 "GATEWAY_UNAVAILABLE",
@@ -203,14 +203,12 @@ class RefundService:
             "PAYMENT_NOT_REFUNDABLE", result.failure_message or "The gateway refused the refund"
         )
 
-    async def _succeed(self, payment: Payment, refund: Refund) -> Refund:
-        """Record the gateway's yes: payment status, refund, ledger record, event — one step."""
+    async def succeed(self, payment: Payment, refund: Refund) -> Refund:
+        """Record the gateway's yes: ledger record, payment status and event, refund status —
+        one step. Without transactions the order still leaves a state reconciliation can
+        finish: the ledger record first (deduplicated by refundId), the refund's status last."""
         now = utcnow()
         async with self.db.transaction() as session:
-            updated = await self._end_reservation(
-                payment, refund, now, released=False, session=session
-            )
-            succeeded = await refunds.set_status(self.db, refund.id, "succeeded", session=session)
             await ledger.append(
                 self.db,
                 LedgerRecord(
@@ -226,12 +224,16 @@ class RefundService:
                 ),
                 session,
             )
+            updated = await self._end_reservation(
+                payment, refund, now, released=False, session=session
+            )
             if updated is not None:
                 await events.append(
                     self.db,
                     payment_event(EventType.PAYMENT_REFUNDED, updated, now, reference=refund.id),
                     session,
                 )
+            succeeded = await refunds.set_status(self.db, refund.id, "succeeded", session=session)
         if updated is not None:
             await self.cache.put(updated)
         log_business_event(
@@ -239,7 +241,8 @@ class RefundService:
         )
         return succeeded or refund
 
-    async def _release(self, payment: Payment, refund: Refund, failure_code: str) -> None:
+    async def release(self, payment: Payment, refund: Refund, failure_code: str) -> None:
+        """Give back the refund's reservation after the gateway's no; the refund failed."""
         now = utcnow()
         async with self.db.transaction() as session:
             updated = await self._end_reservation(

@@ -1,26 +1,32 @@
-"""The services of one app, built once in the lifespan and reached by the controllers."""
+"""The services of one process, opened once (in the app's lifespan, or by the worker command)
+and reached by the controllers and the worker loops."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from payments_api.config.database import Database
+from payments_api.config.redis import create_redis, wait_for_redis
 from payments_api.config.settings import Settings
 from payments_api.middleware.rate_limit import create_rate_limit_storage
 from payments_api.services.auth import AuthService
 from payments_api.services.daily_limits import DailyLimitService
+from payments_api.services.events import EventDispatcher, EventService
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import IdempotencyService
 from payments_api.services.merchants import MerchantService
 from payments_api.services.payment_cache import PaymentCache
 from payments_api.services.payments import PaymentService
+from payments_api.services.reconciliation import Reconciler
 from payments_api.services.refunds import RefundService
 from payments_api.services.settlement import SettlementService
 from payments_api.services.stats import StatsService
 from payments_api.services.users import UserService
+from payments_api.services.webhooks import create_webhook_client
 from payments_api.utils.cache import RedisScripts
 from payments_api.utils.metrics import Metrics
 
@@ -44,6 +50,17 @@ class Services:
     payments: PaymentService
     refunds: RefundService
     rate_limit_storage: RedisStorage
+    events: EventService
+    dispatcher: EventDispatcher
+    reconciler: Reconciler
+    webhooks: httpx.AsyncClient
+
+    async def aclose(self) -> None:
+        """Close every connection the services hold."""
+        await self.webhooks.aclose()
+        await self.gateway.aclose()
+        await self.redis.aclose()
+        self.database.close()
 
 
 def build_services(
@@ -59,6 +76,11 @@ def build_services(
     limits = DailyLimitService(settings, database)
     stats = StatsService(redis, database, limits)
     settlement = SettlementService(database, limits, cache, stats, metrics)
+    payment_service = PaymentService(
+        settings, database, gateway, idempotency, limits, cache, stats, settlement
+    )
+    refund_service = RefundService(database, gateway, idempotency, cache)
+    webhooks = create_webhook_client()
     return Services(
         settings=settings,
         database=database,
@@ -71,9 +93,35 @@ def build_services(
         limits=limits,
         stats=stats,
         settlement=settlement,
-        payments=PaymentService(
-            settings, database, gateway, idempotency, limits, cache, stats, settlement
-        ),
-        refunds=RefundService(database, gateway, idempotency, cache),
+        payments=payment_service,
+        refunds=refund_service,
         rate_limit_storage=create_rate_limit_storage(redis),
+        events=EventService(database),
+        dispatcher=EventDispatcher(settings, database, redis, webhooks, metrics),
+        reconciler=Reconciler(
+            settings, database, gateway, settlement, payment_service, refund_service, metrics
+        ),
+        webhooks=webhooks,
     )
+
+
+async def open_services(
+    settings: Settings,
+    metrics: Metrics,
+    gateway_transport: httpx.AsyncBaseTransport | None = None,
+) -> Services:
+    """Connect (waiting at most 10 s for each configured server), create the indexes, build
+    the services. `gateway_transport` reaches an in-process gateway (the sandbox)."""
+    database = Database(settings)
+    redis = create_redis(settings)
+    gateway = GatewayClient(settings, transport=gateway_transport)
+    try:
+        await database.connect()
+        await wait_for_redis(redis, settings)
+        await database.create_indexes()
+    except BaseException:
+        await gateway.aclose()
+        await redis.aclose()
+        database.close()
+        raise
+    return build_services(settings, database, redis, metrics, gateway)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -27,6 +27,31 @@ class Metrics:
             "payments_total",
             "Payment attempts by outcome.",
             ["outcome"],
+            registry=self.registry,
+        )
+
+        self.events_delivered = Counter(
+            "webhook_events_delivered_total",
+            "Events delivered to webhooks.",
+            registry=self.registry,
+        )
+        self.events_failed = Counter(
+            "webhook_attempts_failed_total", "Failed webhook attempts.", registry=self.registry
+        )
+        self.events_dead = Counter(
+            "webhook_events_dead_total",
+            "Events given up on after retrying for 24 h.",
+            registry=self.registry,
+        )
+        self.reconciled = Counter(
+            "reconciled_payments_total",
+            "Pending payments settled by reconciliation, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.oldest_pending_age = Gauge(
+            "oldest_pending_payment_age_seconds",
+            "Age of the oldest payment still pending (0 when none).",
             registry=self.registry,
         )
 

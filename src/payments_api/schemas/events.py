@@ -1,0 +1,47 @@
+"""Bodies of the admin event routes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from payments_api.config.constants import EventType
+from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope
+
+EventStatus = Literal["pending", "delivered", "dead"]
+
+
+class AttemptOut(CamelModel):
+    attempted_at: ApiDatetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryOut(CamelModel):
+    delivery_id: str
+    url: str
+    status: EventStatus
+    created_at: ApiDatetime
+    attempts: list[AttemptOut]
+
+
+class EventOut(CamelModel):
+    event_id: str
+    type: EventType
+    payment_id: str
+    merchant_id: str
+    status: EventStatus
+    published: bool
+    created_at: ApiDatetime
+    next_attempt_at: ApiDatetime | None
+    data: dict[str, Any]
+    deliveries: list[DeliveryOut]
+
+
+class EventListEnvelope(Envelope):
+    events: list[EventOut]
+
+
+class RedeliverEnvelope(Envelope):
+    message: str = "Event queued for redelivery"
+    event: EventOut

@@ -1,0 +1,172 @@
+"""Reconciliation: settle what a lost gateway answer or a dead process left half-done.
+
+- A payment `pending` for longer than RECONCILE_AFTER_SECONDS is looked up at the gateway by
+  its paymentId and settled through `SettlementService`, the code the create flow uses:
+  approved → completed, declined or never charged → failed (hold released).
+- A refund or cancel reserved on a payment (`pendingRefunds`) with no recorded answer is asked
+  again (the gateway is idempotent on the refundId and the paymentId) and then recorded, or its
+  reservation given back.
+- A refund that never got its reservation (the process died in between) is marked failed.
+
+Each payment is worked on by one reconciler at a time: a lease, as for events.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from payments_api.config.constants import PaymentStatus
+from payments_api.config.database import Database
+from payments_api.config.settings import Settings
+from payments_api.models import ledger
+from payments_api.models import payment as payments
+from payments_api.models import refund as refunds
+from payments_api.models.payment import Payment, PendingRefund
+from payments_api.services.gateway import GatewayClient
+from payments_api.services.payments import CANCEL_REFERENCE, PaymentService
+from payments_api.services.refunds import RefundService
+from payments_api.services.settlement import SettlementService
+from payments_api.utils import ids
+from payments_api.utils.clock import utcnow
+from payments_api.utils.logger import get_logger
+from payments_api.utils.metrics import Metrics
+
+logger = get_logger("reconciliation")
+
+LEASE_SECONDS = 30
+BATCH = 100
+NEVER_CHARGED = "NOT_CHARGED"
+
+Clock = Callable[[], datetime]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        gateway: GatewayClient,
+        settlement: SettlementService,
+        payment_service: PaymentService,
+        refund_service: RefundService,
+        metrics: Metrics,
+        *,
+        clock: Clock = utcnow,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.gateway = gateway
+        self.settlement = settlement
+        self.payment_service = payment_service
+        self.refund_service = refund_service
+        self.metrics = metrics
+        self.clock = clock
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.ulid()}"
+
+    async def run_once(self) -> int:
+        """One pass; the number of payments looked at."""
+        handled = 0
+        passes: list[tuple[dict[str, Any], Callable[[Payment], Awaitable[None]]]] = [
+            ({"status": PaymentStatus.PENDING.value}, self._settle_pending),
+            ({"pendingRefunds.0": {"$exists": True}}, self._settle_refunds),
+        ]
+        for query, handle in passes:
+            while handled < BATCH:
+                payment = await self._claim(query)
+                if payment is None:
+                    break
+                try:
+                    await handle(payment)
+                except Exception:
+                    logger.exception("reconciliation failed", paymentId=payment.id)
+                handled += 1
+        await self._fail_unreserved_refunds()
+        await self._update_oldest_pending()
+        return handled
+
+    async def _claim(self, query: dict[str, Any]) -> Payment | None:
+        now = self.clock()
+        return await payments.claim_stale(
+            self.db,
+            query,
+            older_than=now - timedelta(seconds=self.settings.reconcile_after_seconds),
+            worker_id=self.worker_id,
+            now=now,
+            lease_until=now + timedelta(seconds=LEASE_SECONDS),
+        )
+
+    async def _settle_pending(self, payment: Payment) -> None:
+        result = await self.gateway.lookup(payment.id)
+        if result.outcome == "approved":
+            settled = await self.settlement.complete(payment, result.transaction_id)
+        elif result.outcome == "declined":
+            never_charged = result.failure_code == "NOT_FOUND"
+            settled = await self.settlement.fail(
+                payment,
+                NEVER_CHARGED if never_charged else result.failure_code or "CARD_DECLINED",
+                "The gateway has no charge for this payment"
+                if never_charged
+                else result.failure_message or "The payment was declined",
+            )
+        else:
+            logger.warning("gateway could not settle a pending payment yet", paymentId=payment.id)
+            return
+        self.metrics.reconciled.labels(settled.status).inc()
+        logger.info("pending payment reconciled", paymentId=payment.id, status=settled.status)
+
+    async def _settle_refunds(self, payment: Payment) -> None:
+        for pending in payment.pending_refunds:
+            if pending.refund_id == CANCEL_REFERENCE:
+                await self._settle_cancel(payment, pending)
+            else:
+                await self._settle_refund(payment, pending)
+
+    async def _settle_cancel(self, payment: Payment, pending: PendingRefund) -> None:
+        result = await self.gateway.cancel(payment.id)
+        if result.outcome == "approved":
+            await self.payment_service.finish_cancel(payment, pending.reason or "cancelled")
+            self.metrics.reconciled.labels("cancelled").inc()
+        elif result.outcome == "declined":
+            await self.payment_service.undo_cancel(payment)
+            self.metrics.reconciled.labels("cancel_refused").inc()
+
+    async def _settle_refund(self, payment: Payment, pending: PendingRefund) -> None:
+        refund = await refunds.find_by_id(self.db, pending.refund_id)
+        if refund is None:
+            logger.error("reserved refund has no record", paymentId=payment.id)
+            return
+        result = await self.gateway.refund(
+            payment_id=payment.id, refund_id=refund.id, amount=pending.amount
+        )
+        if result.outcome == "approved":
+            await self.refund_service.succeed(payment, refund)
+            self.metrics.reconciled.labels("refunded").inc()
+        elif result.outcome == "declined":
+            await self.refund_service.release(
+                payment, refund, result.failure_code or "GATEWAY_REFUSED"
+            )
+            self.metrics.reconciled.labels("refund_refused").inc()
+
+    async def _fail_unreserved_refunds(self) -> None:
+        cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
+        for refund in await refunds.stale_pending(self.db, cutoff, BATCH):
+            payment = await payments.find_by_id(self.db, refund.payment_id)
+            reserved = payment is not None and any(
+                p.refund_id == refund.id for p in payment.pending_refunds
+            )
+            if reserved:
+                continue  # _settle_refunds finishes it
+            if await ledger.has_movement(self.db, "refund", refund.id):
+                await refunds.set_status(self.db, refund.id, "succeeded")
+            else:
+                await refunds.set_status(self.db, refund.id, "failed", failure_code="NOT_RESERVED")
+
+    async def _update_oldest_pending(self) -> None:
+        oldest = await payments.oldest_created_at(self.db, PaymentStatus.PENDING.value)
+        age = (self.clock() - oldest).total_seconds() if oldest else 0.0
+        self.metrics.oldest_pending_age.set(max(0.0, age))
