@@ -53,7 +53,14 @@ class Payment(Document):
 
     @property
     def available_to_refund(self) -> int:
+        """What a new refund may still take: the amount less settled and reserved refunds."""
         return self.amount - self.refunded_amount
+
+    @property
+    def settled_refunded_amount(self) -> int:
+        """What has been refunded for certain: reservations still awaiting the gateway are
+        not counted (they may yet be given back)."""
+        return self.refunded_amount - sum(pending.amount for pending in self.pending_refunds)
 
 
 def _payment(raw: dict[str, Any] | None) -> Payment | None:
@@ -158,7 +165,7 @@ def public_view(payment: Payment) -> dict[str, Any]:
         "productName": payment.product_name,
         "status": payment.status,
         "transactionId": payment.transaction_id,
-        "refundedAmount": payment.refunded_amount,
+        "refundedAmount": payment.settled_refunded_amount,
         "failureCode": payment.failure_code,
         "failureMessage": payment.failure_message,
         "cancelReason": payment.cancel_reason,

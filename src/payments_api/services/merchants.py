@@ -35,7 +35,9 @@ class MerchantService:
         self, *, name: str, category: str, webhook_url: str | None, admin_id: str
     ) -> CreatedMerchant:
         if webhook_url:
-            reason = await unsafe_reason(webhook_url, production=self.settings.is_production)
+            reason = await unsafe_reason(
+                webhook_url, production=self.settings.is_production, must_resolve=False
+            )
             if reason:
                 raise UnprocessableError(
                     "VALIDATION_ERROR",

@@ -112,7 +112,7 @@ class RefundService:
     ) -> RefundOutcome:
         payment = await self._payment_for_refunder(principal, payment_id)
         if key is None:
-            return RefundOutcome(await self._refund(principal, payment, amount, reason, None))
+            return await self._refund(principal, payment, amount, reason, None)
         body = fingerprint({"paymentId": payment_id, "amount": amount, "reason": reason})
         scope = f"refund:{principal.kind}:{principal.id}"
         claim = await self.idempotency.begin(scope, key, body)
@@ -122,14 +122,21 @@ class RefundService:
                 raise not_found()
             return RefundOutcome(stored, replayed=True)
         try:
-            refund = await self._refund(
+            outcome = await self._refund(
                 principal, payment, amount, reason, (f"{scope}:{key}", body)
             )
         except Exception:
             await self.idempotency.abandon(claim)
             raise
-        await self.idempotency.finish(claim, StoredResult(body, refund.id, 200))
-        return RefundOutcome(refund)
+        await self.idempotency.finish(claim, StoredResult(body, outcome.refund.id, 200))
+        return outcome
+
+    async def _stored_refund(self, scope: str, body_fingerprint: str) -> Refund | None:
+        """The refund an earlier request with this key made (when Redis forgot the key)."""
+        existing = await refunds.find_by_idempotency_scope(self.db, scope)
+        if existing is not None and existing.request_fingerprint != body_fingerprint:
+            raise reused_key_error()
+        return existing
 
     async def _refund(
         self,
@@ -138,7 +145,11 @@ class RefundService:
         amount: int | None,
         reason: str,
         idempotency: tuple[str, str] | None,
-    ) -> Refund:
+    ) -> RefundOutcome:
+        if idempotency is not None:
+            earlier = await self._stored_refund(*idempotency)
+            if earlier is not None:
+                return RefundOutcome(earlier, replayed=True)
         if payment.status not in REFUNDABLE:
             raise _not_refundable()
         value = amount if amount is not None else payment.available_to_refund
@@ -161,14 +172,12 @@ class RefundService:
         )
         try:
             await refunds.insert(self.db, refund)
-        except DuplicateKeyError:  # Redis forgot the key; the database did not.
+        except DuplicateKeyError:  # a request with the same key raced this one
             assert idempotency is not None
-            existing = await refunds.find_by_idempotency_scope(self.db, idempotency[0])
+            existing = await self._stored_refund(*idempotency)
             if existing is None:
                 raise
-            if existing.request_fingerprint != idempotency[1]:
-                raise reused_key_error() from None
-            return existing
+            return RefundOutcome(existing, replayed=True)
         reserved = await payments.update_where(
             self.db,
             payment.id,
@@ -190,9 +199,10 @@ class RefundService:
 
         result = await self.gateway.refund(payment_id=payment.id, refund_id=refund.id, amount=value)
         if result.outcome == "approved":
-            return await self.succeed(reserved, refund)
+            return RefundOutcome(await self.succeed(reserved, refund))
         if result.outcome == "unknown":
-            return refund  # stays reserved and pending; reconciliation asks the gateway later
+            # Stays reserved and pending; reconciliation asks the gateway again later.
+            return RefundOutcome(refund)
         await self.release(reserved, refund, result.failure_code or "GATEWAY_REFUSED")
         if result.outcome == "unreachable":
             raise ServiceUnavailableError(

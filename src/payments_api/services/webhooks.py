@@ -42,9 +42,11 @@ def _blocked_ip(address: str) -> bool:
     )
 
 
-async def unsafe_reason(url: str, *, production: bool) -> str | None:
+async def unsafe_reason(url: str, *, production: bool, must_resolve: bool = True) -> str | None:
     """Why this webhook URL may not be called, or None when it may. Outside production any
-    http(s) URL is allowed (local receivers during development and tests)."""
+    http(s) URL is allowed (local receivers during development and tests). `must_resolve`
+    is off when a merchant is created: a host that does not resolve yet is accepted then, and
+    refused at delivery time until it resolves to a public address."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http(s) URL with a host"
@@ -57,7 +59,7 @@ async def unsafe_reason(url: str, *, production: bool) -> str | None:
             parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
         )
     except OSError:
-        return "its host does not resolve"
+        return "its host does not resolve" if must_resolve else None
     addresses = {str(info[4][0]) for info in infos}
     if not addresses or any(_blocked_ip(address) for address in addresses):
         return "its host resolves to a private, loopback or link-local address"

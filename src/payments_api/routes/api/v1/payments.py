@@ -23,7 +23,7 @@ from payments_api.schemas.payments import (
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
-PaymentId = Annotated[str, Path(alias="paymentId", max_length=64)]
+PaymentId = Annotated[str, Path(alias="paymentId")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
