@@ -14,12 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis import Redis
 
 from payments_api.app import create_app
 from payments_api.config.settings import Settings
+from payments_api.services import passwords
 from payments_api.utils.logger import configure_logging
 
 ADMIN_EMAIL = "admin@example.com"
@@ -74,6 +76,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         client.close()
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """Argon2id with its smallest cost: the suite hashes hundreds of passwords, and the
+    production cost (~0.1-0.3 s each) would dominate its run time. Still real Argon2id."""
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_HASHER", fast)
+        patch.setattr(passwords, "_DUMMY_HASH", fast.hash("dummy password"))
+        yield
 
 
 @pytest.fixture(autouse=True)

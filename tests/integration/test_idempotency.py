@@ -1,0 +1,398 @@
+"""Idempotency of `POST /api/v1/payments`: replays, reuse, scope, in-flight requests and the
+MongoDB unique index that answers when Redis has forgotten a key."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis import Redis
+
+from payments_api.app import create_app
+from payments_api.config.settings import Settings
+from tests.fixtures.factories import (
+    CreatedMerchant,
+    RegisteredUser,
+    create_merchant,
+    register_user,
+)
+
+PAYMENTS = "/api/v1/payments"
+REPLAY_MESSAGE = "Payment already processed"
+DAY_SECONDS = 24 * 3600
+
+_keys = itertools.count(1)
+
+
+def new_key() -> str:
+    return f"idem-test-{next(_keys)}"
+
+
+def payment_body(merchant_id: str, amount: int = 10_000, **fields: Any) -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "merchantId": merchant_id,
+        "paymentMethod": "card",
+        "productName": "Croissant",
+        **fields,
+    }
+
+
+async def pay(
+    client: httpx.AsyncClient, user: RegisteredUser, body: dict[str, Any], key: str
+) -> httpx.Response:
+    return await client.post(PAYMENTS, json=body, headers={**user.headers, "Idempotency-Key": key})
+
+
+async def user_and_merchant(client: httpx.AsyncClient) -> tuple[RegisteredUser, CreatedMerchant]:
+    return await register_user(client), await create_merchant(client)
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app on its own settings, started and stopped around the block."""
+    app = create_app(settings)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
+        ) as http,
+    ):
+        yield app, http
+
+
+async def payments_of(app: FastAPI, user_id: str) -> list[dict[str, Any]]:
+    cursor = app.state.services.database["payments"].find({"userId": user_id})
+    return [doc async for doc in cursor]
+
+
+def charges_made(app: FastAPI) -> int:
+    count: int = app.state.sandbox.state.ledger.charges_made
+    return count
+
+
+def assert_replay(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers.get("Idempotent-Replayed") == "true"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# --- replay of a finished request -----------------------------------------------------------
+
+
+async def test_same_key_and_body_after_completion_replays_200_with_the_payment(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    assert first.status_code == 201, first.text
+
+    second = await pay(client, user, payment_body(merchant.merchant_id), key)
+
+    body = assert_replay(second)
+    assert body["success"] is True
+    assert body["message"] == REPLAY_MESSAGE
+    assert body["payment"] == first.json()["payment"]
+    assert len(await payments_of(app, user.user_id)) == 1
+    assert charges_made(app) == 1
+
+
+async def test_replay_matches_the_body_whatever_the_key_order_of_its_json(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    body = payment_body(merchant.merchant_id)
+    first = await pay(client, user, body, key)
+    assert first.status_code == 201, first.text
+
+    second = await pay(client, user, dict(reversed(list(body.items()))), key)
+
+    assert assert_replay(second)["payment"]["paymentId"] == first.json()["payment"]["paymentId"]
+
+
+async def test_replay_after_a_refund_shows_the_refunded_state(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    payment_id = first.json()["payment"]["paymentId"]
+    refunded = await client.post(
+        f"{PAYMENTS}/{payment_id}/refund",
+        json={"amount": 3_000, "reason": "one item missing"},
+        headers=merchant.headers,
+    )
+    assert refunded.status_code == 200, refunded.text
+
+    replay = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+
+    payment = assert_replay(replay)["payment"]
+    assert payment["paymentId"] == payment_id
+    assert payment["status"] == "partially_refunded"
+    assert payment["refundedAmount"] == 3_000
+
+
+async def test_replay_after_a_cancel_shows_the_cancelled_state(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    payment_id = first.json()["payment"]["paymentId"]
+    cancelled = await client.post(
+        f"{PAYMENTS}/{payment_id}/cancel", json={"reason": "changed my mind"}, headers=user.headers
+    )
+    assert cancelled.status_code == 200, cancelled.text
+
+    replay = await pay(client, user, payment_body(merchant.merchant_id), key)
+
+    payment = assert_replay(replay)["payment"]
+    assert payment["paymentId"] == payment_id
+    assert payment["status"] == "cancelled"
+    assert payment["cancelReason"] == "changed my mind"
+    assert payment["cancelledAt"] is not None
+    assert charges_made(app) == 1
+
+
+async def test_replay_of_a_declined_payment_repeats_the_original_402_body(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id, 7_402), key)
+    assert first.status_code == 402, first.text
+    assert "Idempotent-Replayed" not in first.headers
+
+    second = await pay(client, user, payment_body(merchant.merchant_id, 7_402), key)
+
+    body = assert_replay(second, 402)
+    original = first.json()
+    assert body["error"] == original["error"] == "PAYMENT_DECLINED"
+    assert body["message"] == original["message"]
+    assert body["payment"] == original["payment"]
+    assert body["payment"]["status"] == "failed"
+    assert body["requestId"]
+    payment_id = original["payment"]["paymentId"]
+    assert app.state.sandbox.state.ledger.charge_attempts == {payment_id: 1}
+    assert len(await payments_of(app, user.user_id)) == 1
+
+
+# --- reuse with another body ----------------------------------------------------------------
+
+
+async def test_same_key_with_a_different_body_is_422_idempotency_key_reused(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    assert first.status_code == 201, first.text
+
+    changed_amount = await pay(client, user, payment_body(merchant.merchant_id, 10_001), key)
+    changed_name = await pay(
+        client, user, payment_body(merchant.merchant_id, 10_000, productName="Bagel"), key
+    )
+
+    for response in (changed_amount, changed_name):
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "IDEMPOTENCY_KEY_REUSED"
+        assert response.json()["message"]
+        assert "Idempotent-Replayed" not in response.headers
+    assert len(await payments_of(app, user.user_id)) == 1
+    assert charges_made(app) == 1
+
+
+# --- scope ----------------------------------------------------------------------------------
+
+
+async def test_the_same_key_from_two_users_makes_two_payments(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    merchant = await create_merchant(client)
+    alice = await register_user(client)
+    bob = await register_user(client)
+    key = new_key()
+
+    for_alice = await pay(client, alice, payment_body(merchant.merchant_id), key)
+    for_bob = await pay(client, bob, payment_body(merchant.merchant_id), key)
+
+    assert for_alice.status_code == 201, for_alice.text
+    assert for_bob.status_code == 201, for_bob.text
+    assert "Idempotent-Replayed" not in for_bob.headers
+    alice_payment = for_alice.json()["payment"]
+    bob_payment = for_bob.json()["payment"]
+    assert alice_payment["paymentId"] != bob_payment["paymentId"]
+    assert alice_payment["userId"] == alice.user_id
+    assert bob_payment["userId"] == bob.user_id
+    assert charges_made(app) == 2
+
+
+# --- a key whose first request created nothing ----------------------------------------------
+
+
+async def test_key_of_a_request_that_failed_validation_can_be_used_again(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    invalid = await pay(client, user, payment_body(merchant.merchant_id, 0), key)
+    assert invalid.status_code == 422, invalid.text
+
+    valid = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+
+    assert valid.status_code == 201, valid.text
+    assert "Idempotent-Replayed" not in valid.headers
+    assert len(await payments_of(app, user.user_id)) == 1
+
+
+async def test_key_of_a_request_over_the_daily_limit_can_be_used_again(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with running(make_settings(default_daily_limit=50_000)) as (app, client):
+        user, merchant = await user_and_merchant(client)
+        key = new_key()
+        over = await pay(client, user, payment_body(merchant.merchant_id, 60_000), key)
+        assert over.status_code == 422, over.text
+        assert over.json()["error"] == "DAILY_LIMIT_EXCEEDED"
+        assert over.json()["remainingToday"] == 50_000
+        assert await payments_of(app, user.user_id) == []
+
+        within = await pay(client, user, payment_body(merchant.merchant_id, 20_000), key)
+
+        assert within.status_code == 201, within.text
+        assert "Idempotent-Replayed" not in within.headers
+        assert len(await payments_of(app, user.user_id)) == 1
+
+
+async def test_key_of_a_request_to_an_unknown_merchant_can_be_used_again(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    missing = await pay(client, user, payment_body("mch_01HZZZZZZZZZZZZZZZZZZZZZZZ"), key)
+    assert missing.status_code == 404, missing.text
+
+    retried = await pay(client, user, payment_body(merchant.merchant_id), key)
+
+    assert retried.status_code == 201, retried.text
+
+
+# --- in flight ------------------------------------------------------------------------------
+
+
+async def wait_until_charging(app: FastAPI) -> None:
+    """Return once the first request has reached the sandbox (so it holds the key)."""
+    ledger = app.state.sandbox.state.ledger
+    for _ in range(2_000):
+        if ledger.charge_attempts:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the first request never reached the gateway")
+
+
+async def test_same_key_while_the_first_is_in_flight_is_409_with_retry_after(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with running(make_settings(gateway_timeout_seconds=0.5)) as (app, client):
+        user, merchant = await user_and_merchant(client)
+        key = new_key()
+        body = payment_body(merchant.merchant_id, 10_408)
+        first = asyncio.create_task(pay(client, user, body, key))
+        await wait_until_charging(app)
+
+        second = await pay(client, user, body, key)
+        first_response = await first
+
+        assert second.status_code == 409, second.text
+        assert second.json()["error"] == "IDEMPOTENCY_KEY_IN_USE"
+        assert int(second.headers["Retry-After"]) >= 1
+        assert first_response.status_code == 202, first_response.text
+        assert len(await payments_of(app, user.user_id)) == 1
+        assert charges_made(app) == 1
+
+        after = await pay(client, user, body, key)
+        replay = assert_replay(after)
+        assert replay["payment"]["paymentId"] == first_response.json()["payment"]["paymentId"]
+
+
+# --- Redis forgets --------------------------------------------------------------------------
+
+
+async def test_replay_comes_from_the_database_when_redis_forgot_the_key(
+    client: httpx.AsyncClient, app: FastAPI, redis_url: str
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    assert first.status_code == 201, first.text
+    with Redis.from_url(redis_url) as redis:
+        redis.flushdb()
+
+    second = await pay(client, user, payment_body(merchant.merchant_id), key)
+
+    body = assert_replay(second)
+    assert body["message"] == REPLAY_MESSAGE
+    assert body["payment"]["paymentId"] == first.json()["payment"]["paymentId"]
+    assert body["payment"]["status"] == "completed"
+    assert len(await payments_of(app, user.user_id)) == 1
+    assert charges_made(app) == 1
+
+
+async def test_different_body_is_refused_when_redis_forgot_the_key(
+    client: httpx.AsyncClient, app: FastAPI, redis_url: str
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    assert first.status_code == 201, first.text
+    with Redis.from_url(redis_url) as redis:
+        redis.flushdb()
+
+    second = await pay(client, user, payment_body(merchant.merchant_id, 20_000), key)
+
+    assert second.status_code == 422, second.text
+    assert second.json()["error"] == "IDEMPOTENCY_KEY_REUSED"
+    assert len(await payments_of(app, user.user_id)) == 1
+    assert charges_made(app) == 1
+
+
+async def test_declined_replay_comes_from_the_database_when_redis_forgot_the_key(
+    client: httpx.AsyncClient, app: FastAPI, redis_url: str
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    first = await pay(client, user, payment_body(merchant.merchant_id, 3_402), key)
+    assert first.status_code == 402, first.text
+    with Redis.from_url(redis_url) as redis:
+        redis.flushdb()
+
+    second = await pay(client, user, payment_body(merchant.merchant_id, 3_402), key)
+
+    body = assert_replay(second, 402)
+    assert body["error"] == "PAYMENT_DECLINED"
+    assert body["payment"] == first.json()["payment"]
+
+
+async def test_finished_result_is_kept_in_redis_for_at_least_24_hours(
+    client: httpx.AsyncClient, redis_url: str
+) -> None:
+    user, merchant = await user_and_merchant(client)
+    key = new_key() + "-ttl-probe"
+    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    assert first.status_code == 201, first.text
+
+    with Redis.from_url(redis_url, decode_responses=True) as redis:
+        stored = [name for name in redis.scan_iter(match=f"*{key}*") if "lock" not in name]
+        ttls = [redis.ttl(name) for name in stored]
+
+    assert stored, "no idempotency record for the key in Redis"
+    assert all(ttl >= DAY_SECONDS for ttl in ttls), dict(zip(stored, ttls, strict=True))

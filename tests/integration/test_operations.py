@@ -1,0 +1,169 @@
+"""/health, /ready and /metrics as an operator and a deployment see them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from payments_api import __version__
+from tests.fixtures.factories import create_merchant, register_user
+
+MERCHANT_ROUTE = "/api/v1/merchants/{merchantId}"
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def redis_unreachable(app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[None]:
+    """After start-up, the app's Redis client points at a port where nothing answers."""
+    services = app.state.services
+    original = services.redis
+    dead = Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.5)
+    services.redis = dead
+    try:
+        yield
+    finally:
+        services.redis = original
+        await dead.aclose()
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def count_of(text: str, **labels: str) -> float:
+    return sum(
+        value
+        for sample_labels, value in samples(text, "http_requests_total")
+        if all(sample_labels.get(key) == wanted for key, wanted in labels.items())
+    )
+
+
+async def test_health_reports_liveness(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"status", "timestamp", "uptime", "memory", "version"}
+    assert body["status"] == "healthy"
+    assert body["version"] == __version__
+    assert isinstance(body["uptime"], int | float)
+    assert body["uptime"] >= 0
+    assert isinstance(body["memory"], dict)
+    assert body["memory"]
+
+
+async def test_health_timestamp_is_utc_iso_8601_with_z(client: httpx.AsyncClient) -> None:
+    timestamp = (await client.get("/health")).json()["timestamp"]
+    assert timestamp.endswith("Z")
+    parsed = datetime.fromisoformat(timestamp.removesuffix("Z") + "+00:00")
+    assert parsed.utcoffset() is not None
+    assert parsed.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.usefixtures("redis_unreachable")
+async def test_health_touches_no_dependency(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "healthy"
+
+
+async def test_ready_when_dependencies_answer(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"mongodb": "ok", "redis": "ok"}}
+
+
+@pytest.mark.usefixtures("redis_unreachable")
+async def test_not_ready_names_redis_when_it_is_unreachable(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["mongodb"] == "ok"
+    assert body["checks"]["redis"] != "ok"
+
+
+async def test_ready_again_once_redis_is_back(app: FastAPI, client: httpx.AsyncClient) -> None:
+    services = app.state.services
+    original = services.redis
+    dead = Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.5)
+    services.redis = dead
+    try:
+        assert (await client.get("/ready")).status_code == 503
+    finally:
+        services.redis = original
+        await dead.aclose()
+    assert (await client.get("/ready")).status_code == 200
+
+
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
+    await client.get("/health")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    assert {"http_requests", "http_request_duration_seconds"} <= names
+
+
+async def test_metrics_count_requests_by_route_template_and_status(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await register_user(client)
+    merchant = await create_merchant(client)
+    for _ in range(2):
+        found = await client.get(f"/api/v1/merchants/{merchant.merchant_id}", headers=user.headers)
+        assert found.status_code == 200
+    missing = await client.get("/api/v1/merchants/mch_DOESNOTEXIST0000", headers=user.headers)
+    assert missing.status_code == 404
+
+    text = (await client.get("/metrics")).text
+    assert count_of(text, method="GET", route=MERCHANT_ROUTE, status="200") == 2
+    assert count_of(text, method="GET", route=MERCHANT_ROUTE, status="404") == 1
+    assert merchant.merchant_id not in text
+    assert "mch_DOESNOTEXIST0000" not in text
+
+
+async def test_metrics_never_label_by_a_raw_unknown_path(client: httpx.AsyncClient) -> None:
+    for n in range(3):
+        assert (await client.get(f"/scanner/probe-{n}-x7q")).status_code == 404
+    text = (await client.get("/metrics")).text
+    assert "probe-" not in text
+    assert count_of(text, status="404") == 3
+
+
+async def test_metrics_have_latency_buckets_by_route(client: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        await client.get("/health")
+    text = (await client.get("/metrics")).text
+    buckets = [
+        (labels, value)
+        for labels, value in samples(text, "http_request_duration_seconds_bucket")
+        if labels.get("route") == "/health" and labels.get("status") == "200"
+    ]
+    bounds = {labels["le"] for labels, _ in buckets}
+    assert "+Inf" in bounds
+    assert len(bounds) > 1
+    assert dict((labels["le"], value) for labels, value in buckets)["+Inf"] == 3
+    counts = [
+        value
+        for labels, value in samples(text, "http_request_duration_seconds_count")
+        if labels.get("route") == "/health"
+    ]
+    assert counts == [3]

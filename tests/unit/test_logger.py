@@ -1,0 +1,200 @@
+"""Redaction: nothing secret leaves the process through a log line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from payments_api.utils.logger import REDACTED, redact, scrub_text
+from tests.conftest import ADMIN_PASSWORD, LogCapture
+from tests.fixtures.factories import create_merchant, register_user
+
+CARD = "4111111111111111"  # Luhn-valid test card
+MASKED_CARD = "************1111"
+NOT_A_CARD = "4111111111111112"  # same length, fails the Luhn check
+
+
+def run(event: dict[str, Any]) -> dict[str, Any]:
+    return dict(redact(None, "info", event))
+
+
+@pytest.mark.parametrize(
+    "key", ["password", "accessToken", "apiKey", "webhookSecret", "authorization", "cookie"]
+)
+def test_sensitive_key_is_redacted_at_top_level(key: str) -> None:
+    assert run({key: "s3cr3t-value"})[key] == REDACTED
+
+
+@pytest.mark.parametrize(
+    "key", ["password", "accessToken", "apiKey", "webhookSecret", "Authorization", "Cookie"]
+)
+def test_sensitive_key_is_redacted_at_any_depth(key: str) -> None:
+    event = {"request": {"headers": {key: "s3cr3t-value"}}, "items": [{"inner": {key: "x"}}]}
+    out = run(event)
+    assert out["request"]["headers"][key] == REDACTED
+    assert out["items"][0]["inner"][key] == REDACTED
+    assert "s3cr3t-value" not in json.dumps(out)
+
+
+def test_sensitive_key_with_a_structured_value_is_redacted_whole() -> None:
+    out = run({"credentials": {"user": "a", "pin": "1234"}, "password": ["a", "b"]})
+    assert out["password"] == REDACTED
+    assert out["credentials"] == REDACTED
+
+
+def test_ordinary_fields_are_kept() -> None:
+    event = {"userId": "usr_01ABC", "amount": 15000, "email": "a@example.com", "ok": True}
+    assert run(dict(event)) == event
+
+
+def test_luhn_valid_card_number_is_masked_to_last_four() -> None:
+    assert scrub_text(f"paid with {CARD} today") == f"paid with {MASKED_CARD} today"
+
+
+@pytest.mark.parametrize(
+    "grouped", ["4111 1111 1111 1111", "4111-1111-1111-1111"], ids=["spaces", "dashes"]
+)
+def test_grouped_card_number_is_masked_to_last_four(grouped: str) -> None:
+    masked = scrub_text(f"card {grouped}.")
+    assert masked == f"card {MASKED_CARD}."
+
+
+def test_other_card_lengths_are_masked() -> None:
+    amex = "378282246310005"  # 15 digits, Luhn-valid
+    assert scrub_text(amex) == "*" * 11 + "0005"
+
+
+def test_non_luhn_digit_run_is_left_alone() -> None:
+    text = f"order {NOT_A_CARD} and phone 010-1234-5678"
+    assert scrub_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"qty 2 {CARD}", f"qty 2 {MASKED_CARD}"),
+        ("qty 2 4111 1111 1111 1111", f"qty 2 {MASKED_CARD}"),
+        (f"{CARD} 7 items", f"{MASKED_CARD} 7 items"),
+    ],
+)
+def test_card_number_beside_another_number_is_still_masked(text: str, expected: str) -> None:
+    assert scrub_text(text) == expected
+
+
+def test_card_number_in_a_nested_value_is_masked() -> None:
+    out = run({"event": "charge", "meta": {"note": f"card {CARD}"}, "tags": [CARD]})
+    assert out["meta"]["note"] == f"card {MASKED_CARD}"
+    assert out["tags"] == [MASKED_CARD]
+
+
+def test_api_key_in_text_is_masked() -> None:
+    key = "sk_Zr4Xq8YbN2mP0vL7cT1sQw9eKj3Hd6Ua"
+    masked = scrub_text(f"merchant used {key} to call")
+    assert key not in masked
+    assert "Zr4Xq8YbN2mP0vL7cT1sQw9eKj3Hd6Ua" not in masked
+    assert masked.startswith("merchant used ")
+
+
+def test_webhook_secret_in_text_is_masked() -> None:
+    secret = "whsec_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    masked = scrub_text(f"signing with {secret}")
+    assert "9f8e7d6c5b4a39281706f5e4d3c2b1a0" not in masked
+
+
+def test_bearer_credential_in_text_is_masked() -> None:
+    masked = scrub_text("header was Authorization: Bearer opaque-token-value-123 ok")
+    assert "opaque-token-value-123" not in masked
+    assert masked.startswith("header was Authorization: Bearer")
+
+
+def test_jwt_in_text_is_masked() -> None:
+    token = jwt.encode({"sub": "usr_01ABC", "exp": 2_000_000_000}, "k" * 32, algorithm="HS256")
+    masked = scrub_text(f"token={token} rejected")
+    assert token not in masked
+    assert token.split(".")[2] not in masked
+
+
+def test_jwt_in_the_log_message_is_masked() -> None:
+    token = jwt.encode({"sub": "usr_01ABC"}, "k" * 32, algorithm="HS256")
+    out = run({"event": f"could not decode {token}"})
+    assert token not in out["event"]
+
+
+@pytest.mark.parametrize("breaks", ["\n", "\r\n", "\r"])
+def test_line_breaks_are_stripped(breaks: str) -> None:
+    forged = f'bob{breaks}{{"level":"info","message":"admin logged in"}}'
+    scrubbed = scrub_text(forged)
+    assert "\n" not in scrubbed
+    assert "\r" not in scrubbed
+    assert scrubbed.startswith("bob")
+
+
+def test_line_breaks_are_stripped_from_nested_values() -> None:
+    out = run({"user": {"name": "eve\ninjected"}, "list": ["a\r\nb"]})
+    assert out["user"]["name"] == "eve injected"
+    assert "\n" not in out["list"][0]
+    assert "\r" not in out["list"][0]
+
+
+async def test_no_credential_reaches_the_log(logs: LogCapture, client: httpx.AsyncClient) -> None:
+    user = await register_user(client, password="user-password-LEAKCHECK-1")
+    me = await client.get("/api/v1/users/me", headers=user.headers)
+    assert me.status_code == 200
+    wrong = await client.post(
+        "/api/v1/auth/token",
+        json={"email": user.email, "password": "wrong-password-LEAKCHECK-2"},
+    )
+    assert wrong.status_code == 401
+    merchant = await create_merchant(client)
+    assert (await client.get("/api/v1/merchants/me", headers=merchant.headers)).status_code == 200
+
+    text = logs.text
+    assert text  # the requests above were logged
+    for secret in (
+        user.password,
+        "wrong-password-LEAKCHECK-2",
+        ADMIN_PASSWORD,
+        user.token,
+        merchant.api_key,
+        merchant.api_key.removeprefix("sk_"),
+        merchant.webhook_secret,
+        merchant.webhook_secret.removeprefix("whsec_"),
+    ):
+        assert secret not in text
+
+
+async def test_failed_login_is_logged_as_a_security_event(
+    logs: LogCapture, client: httpx.AsyncClient
+) -> None:
+    user = await register_user(client)
+    await client.post("/api/v1/auth/token", json={"email": user.email, "password": "not-it-123"})
+    security = [record for record in logs.records if record.get("security") is True]
+    failed = [record for record in security if record["message"] == "login failed"]
+    assert len(failed) == 1
+    assert failed[0]["level"] == "warning"
+    assert "not-it-123" not in json.dumps(security)
+
+
+async def test_every_log_line_carries_the_common_fields(
+    logs: LogCapture, client: httpx.AsyncClient
+) -> None:
+    await client.get("/health")
+    records = logs.records
+    assert records
+    for record in records:
+        assert {
+            "@timestamp",
+            "level",
+            "message",
+            "service",
+            "environment",
+            "version",
+            "pid",
+        } <= set(record)
+        assert record["service"] == "payments-api"
+        assert record["environment"] == "test"
+        assert record["@timestamp"].endswith("Z")

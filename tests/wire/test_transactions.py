@@ -1,0 +1,288 @@
+"""Multi-document transactions over the wire: one step's writes land together or not at all.
+
+nx-27017 serialises poorly: every logical database is one SQLite connection, so two
+transactions open at once share it and fail (or see each other's writes). Concurrency tests
+live on the main (mongomock) tier; everything here runs one request at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from payments_api.config.constants import EventType, PaymentStatus
+from payments_api.config.database import Database
+from payments_api.config.settings import Settings
+from payments_api.models import event as events
+from payments_api.models import ledger
+from payments_api.models import payment as payments
+from payments_api.models.ledger import LedgerRecord
+from payments_api.models.payment import Payment
+from payments_api.services.events import payment_event
+from payments_api.services.registry import Services
+from payments_api.utils import ids
+from payments_api.utils.clock import utcnow
+from tests.fixtures.factories import CreatedMerchant, RegisteredUser, create_merchant, register_user
+from tests.wire.conftest import WireServer
+
+APPROVED_AMOUNT = 10_000
+"""The sandbox gateway approves amounts ending in 000."""
+
+NX_EMBEDDED_PUSH = (
+    "nx-27017 0.8.1 stores a `$push`ed embedded document as a JSON string (`pendingRefunds`), "
+    "so reading the payment back fails (500); run against a real MongoDB with MONGODB_TEST_URI"
+)
+
+
+@pytest.fixture
+def transactional(wire_server: WireServer, wire_services: Services) -> Database:
+    """The started app's database, on a server that runs transactions (else the test skips)."""
+    if not wire_server.transactions:
+        pytest.skip("this MongoDB runs no transactions (the app runs with `off`)")
+    return wire_services.database
+
+
+def _xfail_on_nx(wire_server: WireServer, request: pytest.FixtureRequest) -> None:
+    if wire_server.nx:
+        request.applymarker(pytest.mark.xfail(reason=NX_EMBEDDED_PUSH, strict=True))
+
+
+async def _pay(
+    client: httpx.AsyncClient,
+    user: RegisteredUser,
+    merchant: CreatedMerchant,
+    key: str,
+    amount: int = APPROVED_AMOUNT,
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/payments",
+        json={
+            "amount": amount,
+            "merchantId": merchant.merchant_id,
+            "paymentMethod": "card",
+            "productName": "Flat white",
+        },
+        headers={**user.headers, "Idempotency-Key": key},
+    )
+    assert response.status_code == 201, response.text
+    payment: dict[str, Any] = response.json()["payment"]
+    return payment
+
+
+async def _one(database: Database, collection: str, query: dict[str, Any]) -> dict[str, Any]:
+    found = [doc async for doc in database[collection].find(query)]
+    assert len(found) == 1, (collection, query, found)
+    document: dict[str, Any] = found[0]
+    return document
+
+
+async def test_the_app_runs_with_transactions_and_steps_get_a_session(
+    transactional: Database,
+) -> None:
+    database = transactional
+    assert database.supports_transactions is True
+    async with database.transaction() as session:
+        assert session is not None
+        assert session.in_transaction
+
+
+async def test_a_completed_payment_writes_payment_ledger_record_and_event(
+    wire_client: httpx.AsyncClient, wire_services: Services
+) -> None:
+    user = await register_user(wire_client)
+    merchant = await create_merchant(wire_client)
+
+    payment = await _pay(wire_client, user, merchant, "order-1")
+
+    assert payment["status"] == "completed"
+    database = wire_services.database
+    stored = await _one(database, "payments", {"_id": payment["paymentId"]})
+    assert stored["status"] == PaymentStatus.COMPLETED.value
+    assert stored["transactionId"] == payment["transactionId"]
+    record = await _one(database, "transactions", {"paymentId": payment["paymentId"]})
+    assert (record["type"], record["reference"], record["amount"]) == (
+        "payment",
+        payment["paymentId"],
+        APPROVED_AMOUNT,
+    )
+    event = await _one(database, "events", {"paymentId": payment["paymentId"]})
+    assert event["type"] == EventType.PAYMENT_COMPLETED.value
+    owner = await _one(database, "users", {"_id": user.user_id})
+    assert owner["stats"]["totalTransactions"] == 1
+    assert owner["stats"]["totalAmount"] == APPROVED_AMOUNT
+
+
+def _completed_payment(user_id: str) -> Payment:
+    now = utcnow()
+    return Payment(
+        id=ids.payment_id(),
+        user_id=user_id,
+        merchant_id="mch_aborted",
+        amount=APPROVED_AMOUNT,
+        currency="KRW",
+        payment_method="card",
+        product_name="Never",
+        status=PaymentStatus.COMPLETED,
+        idempotency_key="aborted-1",
+        request_fingerprint="fingerprint",
+        hold_day=now.date().isoformat(),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _payment_record(payment: Payment) -> LedgerRecord:
+    return LedgerRecord(
+        id=ids.transaction_id(),
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        merchant_id=payment.merchant_id,
+        type="payment",
+        reference=payment.id,
+        amount=payment.amount,
+        description=f"Payment for {payment.product_name}",
+        created_at=payment.created_at,
+    )
+
+
+class StepFailedError(Exception):
+    pass
+
+
+async def _write_all_then_fail(
+    database: Database, payment: Payment, record: LedgerRecord, event: events.Event
+) -> None:
+    """One step: the payment, its ledger record and its event, then a failure before the end."""
+    async with database.transaction() as session:
+        assert session is not None
+        await payments.insert(database, payment, session)
+        assert await ledger.append(database, record, session)
+        assert await events.append(database, event, session)
+        # Written, as far as the transaction itself can tell:
+        assert await payments.find_by_id(database, payment.id, session) is not None
+        raise StepFailedError
+
+
+async def test_an_aborted_step_writes_none_of_its_documents(transactional: Database) -> None:
+    database = transactional
+    payment = _completed_payment("usr_aborted")
+    record = _payment_record(payment)
+    event = payment_event(EventType.PAYMENT_COMPLETED, payment, payment.created_at)
+
+    with pytest.raises(StepFailedError):
+        await _write_all_then_fail(database, payment, record, event)
+
+    assert await database["payments"].find_one({"_id": payment.id}) is None
+    assert await database["transactions"].find_one({"_id": record.id}) is None
+    assert await database["events"].find_one({"_id": event.id}) is None
+
+
+async def test_a_committed_step_keeps_all_of_its_documents(transactional: Database) -> None:
+    """The counterpart of the aborted step: the same writes, no exception, all three stay."""
+    database = transactional
+    payment = _completed_payment("usr_committed")
+    record = _payment_record(payment)
+    event = payment_event(EventType.PAYMENT_COMPLETED, payment, payment.created_at)
+
+    async with database.transaction() as session:
+        assert session is not None
+        await payments.insert(database, payment, session)
+        await ledger.append(database, record, session)
+        await events.append(database, event, session)
+
+    assert await database["payments"].find_one({"_id": payment.id}) is not None
+    assert await database["transactions"].find_one({"_id": record.id}) is not None
+    assert await database["events"].find_one({"_id": event.id}) is not None
+
+
+async def test_with_transactions_off_a_step_runs_without_a_session(
+    wire_make_settings: Callable[..., Settings],
+) -> None:
+    database = Database(wire_make_settings(mongodb_transactions="off"))
+    try:
+        await database.connect()
+        assert database.supports_transactions is False
+        payment = _completed_payment("usr_no_session")
+        async with database.transaction() as session:
+            assert session is None
+            await payments.insert(database, payment, session)
+        assert await payments.find_by_id(database, payment.id) is not None
+    finally:
+        database.close()
+
+
+async def test_a_cancel_works_end_to_end(
+    wire_client: httpx.AsyncClient,
+    wire_services: Services,
+    wire_server: WireServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    _xfail_on_nx(wire_server, request)
+    user = await register_user(wire_client)
+    merchant = await create_merchant(wire_client)
+    payment = await _pay(wire_client, user, merchant, "order-cancel")
+
+    response = await wire_client.post(
+        f"/api/v1/payments/{payment['paymentId']}/cancel",
+        json={"reason": "Changed my mind"},
+        headers=user.headers,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["refundInfo"]["refundAmount"] == APPROVED_AMOUNT
+    database = wire_services.database
+    stored = await _one(database, "payments", {"_id": payment["paymentId"]})
+    assert stored["status"] == PaymentStatus.CANCELLED.value
+    assert stored["pendingRefunds"] == []
+    cancel = await _one(
+        database, "transactions", {"paymentId": payment["paymentId"], "type": "cancel"}
+    )
+    assert cancel["amount"] == APPROVED_AMOUNT
+    await _one(
+        database,
+        "events",
+        {"paymentId": payment["paymentId"], "type": EventType.PAYMENT_CANCELLED.value},
+    )
+    spending = await _one(database, "daily_spending", {"userId": user.user_id})
+    assert payment["paymentId"] not in spending["holds"]
+    assert spending["spent"] == 0
+
+
+async def test_a_refund_works_end_to_end(
+    wire_client: httpx.AsyncClient,
+    wire_services: Services,
+    wire_server: WireServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    _xfail_on_nx(wire_server, request)
+    user = await register_user(wire_client)
+    merchant = await create_merchant(wire_client)
+    payment = await _pay(wire_client, user, merchant, "order-refund")
+
+    response = await wire_client.post(
+        f"/api/v1/payments/{payment['paymentId']}/refund",
+        json={"amount": 3_000, "reason": "One cup was cold"},
+        headers=merchant.headers,
+    )
+
+    assert response.status_code == 200, response.text
+    refund = response.json()["refund"]
+    assert refund["status"] == "succeeded"
+    database = wire_services.database
+    stored = await _one(database, "payments", {"_id": payment["paymentId"]})
+    assert stored["status"] == PaymentStatus.PARTIALLY_REFUNDED.value
+    assert stored["refundedAmount"] == 3_000
+    assert stored["pendingRefunds"] == []
+    assert (await _one(database, "refunds", {"_id": refund["refundId"]}))["status"] == "succeeded"
+    record = await _one(
+        database, "transactions", {"type": "refund", "reference": refund["refundId"]}
+    )
+    assert record["amount"] == 3_000
+    await _one(
+        database,
+        "events",
+        {"paymentId": payment["paymentId"], "type": EventType.PAYMENT_REFUNDED.value},
+    )
