@@ -470,6 +470,19 @@ async def test_deactivated_user_cannot_log_in(client: httpx.AsyncClient) -> None
     assert response.json()["error"] == "USER_INACTIVE"
 
 
+async def test_a_token_issued_before_deactivation_no_longer_reads_the_profile(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await register_user(client)
+    admin = await admin_headers(client)
+    await client.patch(f"/api/v1/users/{user.user_id}", json={"isActive": False}, headers=admin)
+
+    response = await client.get("/api/v1/users/me", headers=user.headers)
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "USER_INACTIVE"
+
+
 async def test_deactivated_user_with_a_wrong_password_gets_invalid_credentials(
     client: httpx.AsyncClient,
 ) -> None:

@@ -50,7 +50,10 @@ async def require_user(principal: PrincipalDep) -> Principal:
 async def require_user_document(principal: PrincipalDep, services: ServicesDep) -> User:
     if principal.kind != "user":
         raise ForbiddenError(message="This route is for users")
-    return await services.users.get_authenticated(principal.id)
+    user = await services.users.get_authenticated(principal.id)
+    if not user.is_active:
+        raise ForbiddenError("USER_INACTIVE", "This account is deactivated")
+    return user
 
 
 async def require_merchant(principal: PrincipalDep, services: ServicesDep) -> Merchant:

@@ -37,6 +37,12 @@ _STATUS_CODES = {
 }
 
 
+# A missing/invalid credential or a caller without the right: logged here as a security event.
+# Domain refusals (INVALID_CREDENTIALS, USER_INACTIVE) are logged by the service that knows
+# their details, so a failed login is one security line, not two.
+_ACCESS_DENIED = frozenset({"UNAUTHORIZED", "FORBIDDEN"})
+
+
 def error_body(
     scope: Scope, code: str, message: str, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -91,7 +97,7 @@ async def send_error(
 
 async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    if exc.status_code in (401, 403):
+    if exc.code in _ACCESS_DENIED:
         log_security_event(
             "access denied", error=exc.code, statusCode=exc.status_code, path=request.url.path
         )
