@@ -6,6 +6,7 @@ unique per type, so writing the same movement twice is a no-op, never a second r
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -13,6 +14,8 @@ from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.database import Database, Session
 from payments_api.models.base import Document, UtcDatetime
+from payments_api.models.payment import Payment
+from payments_api.utils import ids
 
 COLLECTION = "transactions"
 
@@ -30,6 +33,32 @@ class LedgerRecord(Document):
     status: Literal["succeeded"] = "succeeded"
     description: str
     created_at: UtcDatetime
+
+
+async def record_movement(
+    db: Database,
+    payment: Payment,
+    type_: LedgerType,
+    *,
+    reference: str,
+    amount: int,
+    description: str,
+    now: datetime,
+    session: Session = None,
+) -> bool:
+    """Append the record of one money movement of `payment`; False when already recorded."""
+    record = LedgerRecord(
+        id=ids.transaction_id(),
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        merchant_id=payment.merchant_id,
+        type=type_,
+        reference=reference,
+        amount=amount,
+        description=description,
+        created_at=now,
+    )
+    return await append(db, record, session)
 
 
 async def append(db: Database, record: LedgerRecord, session: Session = None) -> bool:

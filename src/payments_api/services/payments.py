@@ -33,7 +33,6 @@ from payments_api.models import ledger
 from payments_api.models import merchant as merchants
 from payments_api.models import payment as payments
 from payments_api.models import user as users
-from payments_api.models.ledger import LedgerRecord
 from payments_api.models.payment import Payment, PendingRefund, public_view
 from payments_api.services.auth import Principal
 from payments_api.services.daily_limits import DailyLimitService
@@ -391,20 +390,15 @@ class PaymentService:
                 if current is None or current.status != PaymentStatus.CANCELLED:
                     raise _not_cancellable()
                 return current
-            await ledger.append(
+            await ledger.record_movement(
                 self.db,
-                LedgerRecord(
-                    id=ids.transaction_id(),
-                    payment_id=payment.id,
-                    user_id=payment.user_id,
-                    merchant_id=payment.merchant_id,
-                    type="cancel",
-                    reference=payment.id,
-                    amount=payment.amount,
-                    description=f"Cancellation: {reason}",
-                    created_at=now,
-                ),
-                session,
+                payment,
+                "cancel",
+                reference=payment.id,
+                amount=payment.amount,
+                description=f"Cancellation: {reason}",
+                now=now,
+                session=session,
             )
             await events.append(
                 self.db, payment_event(EventType.PAYMENT_CANCELLED, updated, now), session

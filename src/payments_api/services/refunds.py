@@ -27,7 +27,6 @@ from payments_api.models import ledger
 from payments_api.models import payment as payments
 from payments_api.models import refund as refunds
 from payments_api.models import user as users
-from payments_api.models.ledger import LedgerRecord
 from payments_api.models.payment import REFUNDABLE, Payment, PendingRefund
 from payments_api.models.refund import Refund
 from payments_api.services.auth import Principal
@@ -219,20 +218,15 @@ class RefundService:
         finish: the ledger record first (deduplicated by refundId), the refund's status last."""
         now = utcnow()
         async with self.db.transaction() as session:
-            await ledger.append(
+            await ledger.record_movement(
                 self.db,
-                LedgerRecord(
-                    id=ids.transaction_id(),
-                    payment_id=payment.id,
-                    user_id=payment.user_id,
-                    merchant_id=payment.merchant_id,
-                    type="refund",
-                    reference=refund.id,
-                    amount=refund.amount,
-                    description=f"Refund: {refund.reason}",
-                    created_at=now,
-                ),
-                session,
+                payment,
+                "refund",
+                reference=refund.id,
+                amount=refund.amount,
+                description=f"Refund: {refund.reason}",
+                now=now,
+                session=session,
             )
             updated = await self._end_reservation(
                 payment, refund, now, released=False, session=session

@@ -14,13 +14,11 @@ from payments_api.models import event as events
 from payments_api.models import ledger
 from payments_api.models import payment as payments
 from payments_api.models import user as users
-from payments_api.models.ledger import LedgerRecord
 from payments_api.models.payment import Payment
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import payment_event
 from payments_api.services.payment_cache import PaymentCache
 from payments_api.services.stats import StatsService
-from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
 from payments_api.utils.metrics import Metrics
@@ -69,20 +67,15 @@ class SettlementService:
             )
             if updated is None:
                 return await self._current(payment.id)
-            await ledger.append(
+            await ledger.record_movement(
                 self.db,
-                LedgerRecord(
-                    id=ids.transaction_id(),
-                    payment_id=payment.id,
-                    user_id=payment.user_id,
-                    merchant_id=payment.merchant_id,
-                    type="payment",
-                    reference=payment.id,
-                    amount=payment.amount,
-                    description=f"Payment for {payment.product_name}",
-                    created_at=now,
-                ),
-                session,
+                payment,
+                "payment",
+                reference=payment.id,
+                amount=payment.amount,
+                description=f"Payment for {payment.product_name}",
+                now=now,
+                session=session,
             )
             await events.append(
                 self.db, payment_event(EventType.PAYMENT_COMPLETED, updated, now), session
