@@ -116,21 +116,21 @@ async def update_leased(
 
 
 async def restart_delivery(
-    db: Database, event_id: str, delivery: Delivery | None, now: datetime
+    db: Database, event_id: str, deliveries: list[Delivery], now: datetime
 ) -> Event | None:
-    """Deliver again from scratch, whatever the state: a new delivery, due now, lease dropped."""
-    update: dict[str, Any] = {
-        "$set": {
-            "status": "pending",
-            "published": False,
-            "nextAttemptAt": now,
-            "lockedBy": None,
-            "lockedUntil": None,
-        }
-    }
-    if delivery is not None:
-        update["$push"] = {"deliveries": delivery.to_mongo()}
+    """Deliver again from scratch, whatever the state: these deliveries, due now, unleased."""
     raw = await db[COLLECTION].find_one_and_update(
-        {"_id": event_id}, update, return_document=ReturnDocument.AFTER
+        {"_id": event_id},
+        {
+            "$set": {
+                "status": "pending",
+                "published": False,
+                "deliveries": [delivery.to_mongo() for delivery in deliveries],
+                "nextAttemptAt": now,
+                "lockedBy": None,
+                "lockedUntil": None,
+            }
+        },
+        return_document=ReturnDocument.AFTER,
     )
     return _event(raw)

@@ -215,15 +215,20 @@ class EventService:
         return await events.for_payment(self.db, payment_id)
 
     async def redeliver(self, event_id: str) -> Event:
+        """Deliver again from scratch: a delivery still pending is closed as dead (superseded)
+        and a new one starts, due now."""
         event = await events.find_by_id(self.db, event_id)
         if event is None:
             raise NotFoundError("EVENT_NOT_FOUND", "Event not found")
         merchant = await merchants.find_by_id(self.db, event.merchant_id)
         now = utcnow()
-        delivery = (
-            new_delivery(merchant.webhook_url, now) if merchant and merchant.webhook_url else None
-        )
-        restarted = await events.restart_delivery(self.db, event_id, delivery, now)
+        deliveries = [
+            d.model_copy(update={"status": "dead"}) if d.status == "pending" else d
+            for d in event.deliveries
+        ]
+        if merchant and merchant.webhook_url:
+            deliveries.append(new_delivery(merchant.webhook_url, now))
+        restarted = await events.restart_delivery(self.db, event_id, deliveries, now)
         if restarted is None:
             raise NotFoundError("EVENT_NOT_FOUND", "Event not found")
         return restarted

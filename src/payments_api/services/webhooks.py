@@ -32,14 +32,9 @@ def _blocked_ip(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
+    # Only globally routable unicast: this also refuses shared address space (100.64.0.0/10,
+    # where some clouds keep their metadata service), which is_private does not cover.
+    return not ip.is_global or ip.is_multicast
 
 
 async def unsafe_reason(url: str, *, production: bool, must_resolve: bool = True) -> str | None:
