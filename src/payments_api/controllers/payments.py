@@ -89,9 +89,15 @@ async def create(
     return PaymentEnvelope(payment=payment)
 
 
-async def read(services: Services, principal: Principal, payment_id: str) -> PaymentEnvelope:
-    view = await services.payments.read(principal, payment_id)
-    return PaymentEnvelope(payment=PaymentOut.model_validate(view))
+async def read(services: Services, principal: Principal, payment_id: str) -> Response:
+    """The hot path: the cached JSON goes out as it was stored (it was serialised from the
+    same `public_view` the declared `PaymentEnvelope` describes), without a parse and a
+    re-serialisation per read."""
+    payment = await services.payments.read_json(principal, payment_id)
+    return Response(
+        content=b'{"success":true,"payment":' + payment.encode() + b"}",
+        media_type="application/json",
+    )
 
 
 async def history(
@@ -223,7 +229,7 @@ def parse_history_query(
     )
 
 
-def history_query(
+async def history_query(
     services: ServicesDep,
     page: Annotated[int, Query(ge=1)] = 1,
     limit: Annotated[int, Query(ge=1, description="1-100; larger values are clamped to 100")] = 20,

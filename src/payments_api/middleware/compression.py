@@ -14,9 +14,18 @@ class CompressionMiddleware:
         self.gzip = GZipMiddleware(app, minimum_size=MINIMUM_SIZE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not any(
-            name == b"x-no-compression" for name, _ in scope["headers"]
-        ):
+        if scope["type"] == "http" and _wants_gzip(scope["headers"]):
             await self.gzip(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _wants_gzip(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Accepts gzip and did not opt out (the gzip layer is skipped entirely otherwise)."""
+    accepts = False
+    for name, value in headers:
+        if name == b"x-no-compression":
+            return False
+        if name == b"accept-encoding" and b"gzip" in value:
+            accepts = True
+    return accepts

@@ -8,7 +8,6 @@ goes back behind a change the caller saw succeed.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -40,21 +39,17 @@ class PaymentCache:
             return None
         return split_versioned(raw)
 
-    async def put(self, payment: Payment) -> dict[str, Any]:
-        """Store this state unless a newer one is there; returns the public view."""
-        view = public_view(payment)
+    async def put(self, payment: Payment) -> str:
+        """Store this state unless a newer one is there; returns its JSON."""
+        payload = json.dumps(public_view(payment), separators=(",", ":"))
         try:
             await store_versioned(
-                self.scripts,
-                cache_key(payment.id),
-                payment.version,
-                json.dumps(view, separators=(",", ":")),
-                CACHE_TTL_MS,
+                self.scripts, cache_key(payment.id), payment.version, payload, CACHE_TTL_MS
             )
         except (RedisError, OSError) as exc:
             logger.warning("could not cache payment", error=type(exc).__name__)
             await self.forget(payment.id)
-        return view
+        return payload
 
     async def forget(self, payment_id: str) -> None:
         try:

@@ -240,9 +240,9 @@ class PaymentService:
                 payment, "GATEWAY_UNAVAILABLE", GATEWAY_UNAVAILABLE_MESSAGE
             )
         else:
-            view = await self.cache.put(payment)
+            await self.cache.put(payment)
             log_business_event("payment pending", paymentId=payment.id, userId=payment.user_id)
-            return CreateOutcome(202, view)
+            return CreateOutcome(202, public_view(payment))
         return self._outcome_of(settled)
 
     def _outcome_of(self, payment: Payment) -> CreateOutcome:
@@ -284,14 +284,15 @@ class PaymentService:
         user = await users.find_by_id(self.db, principal.id)
         return user is not None and user.is_admin and user.is_active
 
-    async def read(self, principal: Principal, payment_id: str) -> dict[str, Any]:
-        """The contract's payment object, from the cache when it is there (one Redis round
-        trip for its owner), else from the database and then cached."""
+    async def read_json(self, principal: Principal, payment_id: str) -> str:
+        """The contract's payment object as JSON: from the cache when it is there (one Redis
+        round trip for its owner or merchant, and no re-serialisation), else from the
+        database, then cached."""
         cached = await self.cache.get(payment_id)
         if cached is not None:
-            view: dict[str, Any] = json.loads(cached)
-            if await self._may_read(principal, view["userId"], view["merchantId"]):
-                return view
+            owners: dict[str, Any] = json.loads(cached)
+            if await self._may_read(principal, owners["userId"], owners["merchantId"]):
+                return cached
             raise not_found()
         payment = await self.get_for_reader(principal, payment_id)
         return await self.cache.put(payment)

@@ -57,9 +57,7 @@ async def list_payments(
 @router.get(
     "/{paymentId}", response_model=PaymentEnvelope, responses=error_responses(401, 404, 429)
 )
-async def get_payment(
-    payment_id: PaymentId, caller: AnyCaller, services: ServicesDep
-) -> PaymentEnvelope:
+async def get_payment(payment_id: PaymentId, caller: AnyCaller, services: ServicesDep) -> Response:
     return await controller.read(services, caller, payment_id)
 
 
