@@ -30,6 +30,10 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
+## Benchmark the service (and the Express peer when node is here) with wrk; see bench/run.sh.
+bench: $(STAMP)
+	bash bench/run.sh
+
 # The tests need the redis-server binary (not a running server): install it when missing.
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
