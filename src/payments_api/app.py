@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 
 from payments_api import __version__
 from payments_api.config.settings import Settings
+from payments_api.controllers.payments import read_prefetch_key
 from payments_api.errors import StartupError
 from payments_api.middleware.body_limit import BodyLimitMiddleware
 from payments_api.middleware.compression import CompressionMiddleware
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         Middleware(CORSMiddleware, allowed_origins=settings.allowed_origins),
         Middleware(CompressionMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-        Middleware(RateLimitMiddleware, item=settings.rate_limit_item),
+        Middleware(RateLimitMiddleware, item=settings.rate_limit_item, prefetch=read_prefetch_key),
         Middleware(UnhandledErrorMiddleware),
     ]
     app = FastAPI(

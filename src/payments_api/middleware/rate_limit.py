@@ -3,9 +3,10 @@ valid, else the client IP), counted in Redis with the `limits` library's asyncio
 server process shares one budget.
 
 The caller is authenticated here once and the result left in the request state, where the auth
-dependency picks it up. Counting is one Redis round trip (`INCRBY` + `EXPIRE` in one script);
-the window's reset time is remembered per key, so it is asked of Redis only when this process
-has not seen the window start. If Redis fails, requests are let through (and logged): the rate
+dependency picks it up. Counting is one Redis round trip (`INCRBY` + `EXPIRE` in one script),
+which also fetches the key the route reads first when there is one (a cached payment); the
+window's reset time is remembered per key, so it is asked of Redis only when this process has
+not seen the window start. If Redis fails, requests are let through (and logged): the rate
 limiter must not take the API down with it.
 """
 
@@ -13,11 +14,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,25 +29,18 @@ from payments_api.utils.logger import get_logger, log_security_event
 logger = get_logger("rate-limit")
 
 API_PREFIX = "/api/"
-KEY_PREFIX = "ratelimit"
-MAX_REMEMBERED_WINDOWS = 10_000
 
 
-def create_rate_limit_storage(redis: Redis) -> RedisStorage:
-    """The `limits` storage on the app's own Redis connection pool (one client, one pool)."""
-    options: dict[str, Any] = {"connection_pool": redis.connection_pool}
-    return RedisStorage(
-        "async+redis://", implementation="redispy", key_prefix=KEY_PREFIX, **options
-    )
+Prefetch = Callable[[Scope], str | None]
+"""The Redis key a request's route will read first, if any (fetched with the count)."""
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, item: RateLimitItem) -> None:
+    def __init__(self, app: ASGIApp, item: RateLimitItem, prefetch: Prefetch | None = None):
         self.app = app
         self.item = item
-        self.expiry = item.get_expiry()
         self.limit = str(item.amount).encode()
-        self._resets: dict[str, float] = {}
+        self.prefetch = prefetch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
@@ -55,16 +48,17 @@ class RateLimitMiddleware:
             return
         services = scope["app"].state.services
         identity = await self._identify(scope, services)
-        key = self.item.key_for(identity)
+        prefetch_key = self.prefetch(scope) if self.prefetch else None
         try:
-            count = await services.rate_limit_storage.incr(key, self.expiry)
-            reset_at = await self._reset_at(services.rate_limit_storage, key, count)
+            count, reset_at, prefetched = await services.rate_limiter.hit(identity, prefetch_key)
         except (RedisError, OSError) as exc:
             logger.warning(
                 "rate limiter unavailable; request let through", error=type(exc).__name__
             )
             await self.app(scope, receive, send)
             return
+        if prefetch_key:
+            request_state(scope)["prefetched"] = {prefetch_key: prefetched}
         now = time.time()
         reset_in = max(1, math.ceil(reset_at - now))
         remaining = max(0, self.item.amount - count)
@@ -92,20 +86,6 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    async def _reset_at(self, storage: RedisStorage, key: str, count: int) -> float:
-        now = time.time()
-        if count == 1:
-            reset_at = now + self.expiry
-        else:
-            known = self._resets.get(key)
-            if known is not None and known > now:
-                return known
-            reset_at = await storage.get_expiry(key)
-        if len(self._resets) >= MAX_REMEMBERED_WINDOWS:
-            self._resets.clear()
-        self._resets[key] = reset_at
-        return reset_at
 
     @staticmethod
     async def _identify(scope: Scope, services: Any) -> str:

@@ -45,10 +45,11 @@ from payments_api.services.idempotency import (
     fingerprint,
     reused_key_error,
 )
-from payments_api.services.payment_cache import PaymentCache
+from payments_api.services.payment_cache import PaymentCache, cache_key
 from payments_api.services.settlement import SettlementService
 from payments_api.services.stats import StatsService
 from payments_api.utils import ids
+from payments_api.utils.cache import split_versioned
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
 
@@ -284,11 +285,17 @@ class PaymentService:
         user = await users.find_by_id(self.db, principal.id)
         return user is not None and user.is_admin and user.is_active
 
-    async def read_json(self, principal: Principal, payment_id: str) -> str:
-        """The contract's payment object as JSON: from the cache when it is there (one Redis
-        round trip for its owner or merchant, and no re-serialisation), else from the
-        database, then cached."""
-        cached = await self.cache.get(payment_id)
+    async def read_json(
+        self, principal: Principal, payment_id: str, prefetched: dict[str, Any] | None = None
+    ) -> str:
+        """The contract's payment object as JSON: from the cache when it is there (for its
+        owner or merchant, no database and no re-serialisation), else from the database, then
+        cached. `prefetched` holds cache entries already read in this request's round trip."""
+        key = cache_key(payment_id)
+        if prefetched is not None and key in prefetched:
+            cached = split_versioned(prefetched[key])
+        else:
+            cached = await self.cache.get(payment_id)
         if cached is not None:
             owners: dict[str, Any] = json.loads(cached)
             if await self._may_read(principal, owners["userId"], owners["merchantId"]):

@@ -6,13 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from payments_api.config.database import Database
 from payments_api.config.redis import create_redis, wait_for_redis
 from payments_api.config.settings import Settings
-from payments_api.middleware.rate_limit import create_rate_limit_storage
 from payments_api.services.auth import AuthService
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import EventDispatcher, EventService
@@ -21,6 +19,7 @@ from payments_api.services.idempotency import IdempotencyService
 from payments_api.services.merchants import MerchantService
 from payments_api.services.payment_cache import PaymentCache
 from payments_api.services.payments import PaymentService
+from payments_api.services.rate_limits import RateLimiter
 from payments_api.services.reconciliation import Reconciler
 from payments_api.services.refunds import RefundService
 from payments_api.services.settlement import SettlementService
@@ -49,7 +48,7 @@ class Services:
     settlement: SettlementService
     payments: PaymentService
     refunds: RefundService
-    rate_limit_storage: RedisStorage
+    rate_limiter: RateLimiter
     events: EventService
     dispatcher: EventDispatcher
     reconciler: Reconciler
@@ -95,7 +94,7 @@ def build_services(
         settlement=settlement,
         payments=payment_service,
         refunds=refund_service,
-        rate_limit_storage=create_rate_limit_storage(redis),
+        rate_limiter=RateLimiter(redis, settings.rate_limit_item),
         events=EventService(database),
         dispatcher=EventDispatcher(settings, database, redis, webhooks, metrics),
         reconciler=Reconciler(

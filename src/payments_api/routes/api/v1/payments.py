@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 
 from payments_api.controllers import payments as controller
 from payments_api.controllers.payments import History
@@ -57,8 +57,10 @@ async def list_payments(
 @router.get(
     "/{paymentId}", response_model=PaymentEnvelope, responses=error_responses(401, 404, 429)
 )
-async def get_payment(payment_id: PaymentId, caller: AnyCaller, services: ServicesDep) -> Response:
-    return await controller.read(services, caller, payment_id)
+async def get_payment(
+    payment_id: PaymentId, caller: AnyCaller, services: ServicesDep, request: Request
+) -> Response:
+    return await controller.read(services, caller, payment_id, request)
 
 
 @router.post(
