@@ -160,6 +160,38 @@ async def test_a_read_served_from_the_cache_equals_the_first(
     assert by_merchant == first
 
 
+async def test_cached_reads_answer_byte_for_byte_like_the_route_and_are_counted_by_template(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The cached read answered at the edge (caller and cache entry already in hand) is the
+    same response the route gives, is logged against the caller and counted under the route
+    template in /metrics."""
+    shop = await open_shop(client)
+    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id))["paymentId"]
+    await forget_cached(app, payment_id)
+
+    slow = await client.get(f"/api/v1/payments/{payment_id}", headers=shop.user.headers)
+    fast = await client.get(f"/api/v1/payments/{payment_id}", headers=shop.user.headers)
+
+    assert slow.status_code == fast.status_code == 200
+    assert fast.content == slow.content
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    assert fast.headers["x-request-id"]
+    assert fast.headers["ratelimit-limit"]
+    assert fast.headers["x-content-type-options"] == "nosniff"
+    metrics = (await client.get("/metrics")).text
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("http_requests_total{")
+        and 'route="/api/v1/payments/{paymentId}"' in line
+        and 'status="200"' in line
+    ]
+    assert len(counted) == 1
+    assert counted[0].endswith(" 2.0")
+    assert payment_id not in metrics
+
+
 async def test_a_read_right_after_a_cancel_shows_it_cancelled(client: httpx.AsyncClient) -> None:
     shop = await open_shop(client)
     payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 15_000))["paymentId"]

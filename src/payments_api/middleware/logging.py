@@ -27,7 +27,11 @@ def client_ip(scope: Scope) -> str:
 
 
 def route_template(scope: Scope) -> str:
-    """`/api/v1/payments/{paymentId}`, never the raw path, so metric labels stay bounded."""
+    """`/api/v1/payments/{paymentId}`, never the raw path, so metric labels stay bounded.
+    A request answered before routing names its template in the request state."""
+    named = request_state(scope).get("route_template")
+    if isinstance(named, str):
+        return named
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE

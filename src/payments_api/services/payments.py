@@ -99,6 +99,13 @@ class HistoryQuery:
     end: datetime | None
 
 
+def is_party(principal: Principal, user_id: str, merchant_id: str) -> bool:
+    """The payment's own user or its merchant (admins may read too, but that needs a lookup)."""
+    if principal.kind == "merchant":
+        return principal.id == merchant_id
+    return principal.id == user_id
+
+
 def not_found() -> NotFoundError:
     return NotFoundError("PAYMENT_NOT_FOUND", "Payment not found")
 
@@ -278,10 +285,10 @@ class PaymentService:
     # ---- read ---------------------------------------------------------------------------
 
     async def _may_read(self, principal: Principal, user_id: str, merchant_id: str) -> bool:
-        if principal.kind == "merchant":
-            return principal.id == merchant_id
-        if principal.id == user_id:
+        if is_party(principal, user_id, merchant_id):
             return True
+        if principal.kind == "merchant":
+            return False
         user = await users.find_by_id(self.db, principal.id)
         return user is not None and user.is_admin and user.is_active
 
