@@ -21,6 +21,7 @@ from payments_api.middleware.compression import CompressionMiddleware
 from payments_api.middleware.cors import CORSMiddleware
 from payments_api.middleware.errors import UnhandledErrorMiddleware, register_error_handlers
 from payments_api.middleware.logging import AccessLogMiddleware
+from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
 from payments_api.middleware.request_context import RequestContextMiddleware
 from payments_api.middleware.security_headers import SecurityHeadersMiddleware
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         Middleware(CompressionMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         Middleware(RateLimitMiddleware, item=settings.rate_limit_item, prefetch=read_prefetch_key),
+        Middleware(CachedPaymentReadMiddleware),
         Middleware(UnhandledErrorMiddleware),
     ]
     app = FastAPI(

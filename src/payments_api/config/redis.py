@@ -17,6 +17,23 @@ from payments_api.utils.logger import get_logger
 
 logger = get_logger("redis")
 
+COMMAND_TIMEOUT_SECONDS = 2.0
+CONNECT_TIMEOUT_SECONDS = 2.0
+
+
+class DeadlineRedis(Redis):
+    """redis.asyncio.Redis with a deadline on every command, as `asyncio.timeout`.
+
+    redis-py's own `socket_timeout` bounds each socket write with `asyncio.wait_for`, which
+    creates a task per command: an eighth of a cached read's CPU in the profile. The same
+    deadline around the whole command (write and read) costs nothing. Pipelines do not pass
+    through here: their call sites set their own deadline.
+    """
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
 
 def create_redis(settings: Settings) -> Redis:
     if settings.redis_url is None:
@@ -24,11 +41,10 @@ def create_redis(settings: Settings) -> Redis:
 
         client: Any = FakeAsyncRedis(decode_responses=True)
         return client  # type: ignore[no-any-return]
-    return Redis.from_url(
+    return DeadlineRedis.from_url(
         settings.redis_url,
         decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=2,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         health_check_interval=30,
         max_connections=256,
     )

@@ -7,12 +7,15 @@ The count itself is one script that also fetches the key the request's route rea
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from limits import RateLimitItem
 from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
+
+from payments_api.config.redis import COMMAND_TIMEOUT_SECONDS
 
 KEY_PREFIX = "ratelimit"
 MAX_REMEMBERED_WINDOWS = 10_000
@@ -64,7 +67,8 @@ class RateLimiter:
             known = self._resets.get(key)
             if known is not None and known > now:
                 return known
-            reset_at = await self.storage.get_expiry(key)
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):  # limits' own client
+                reset_at = await self.storage.get_expiry(key)
         if len(self._resets) >= MAX_REMEMBERED_WINDOWS:
             self._resets.clear()
         self._resets[key] = reset_at
