@@ -7,6 +7,7 @@ from every string so a user-supplied value cannot forge a log line.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -100,8 +101,14 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_sensitive_name(key: str) -> bool:
+    return _SENSITIVE_KEY.search(key) is not None
+
+
 def _is_sensitive(key: object) -> bool:
-    return isinstance(key, str) and _SENSITIVE_KEY.search(key) is not None
+    """Field names repeat on every line, so their verdict is remembered."""
+    return isinstance(key, str) and _is_sensitive_name(key)
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -163,11 +170,11 @@ def configure_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            structlog.processors.format_exc_info,
+            redact,  # before the fields this process adds itself, which need no scrubbing
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="@timestamp"),
             _STATIC_FIELDS,
-            structlog.processors.format_exc_info,
-            redact,
             structlog.processors.EventRenamer("message"),
             structlog.processors.JSONRenderer(serializer=_json_dumps),
         ],
