@@ -45,6 +45,7 @@ def create_redis(settings: Settings) -> Redis:
         settings.redis_url,
         decode_responses=True,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=None,  # the deadline is DeadlineRedis's (redis-py 8 defaults to 5 s)
         health_check_interval=30,
         max_connections=256,
     )

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from payments_api.errors import ConflictError, ServiceUnavailableError, UnprocessableError
-from payments_api.utils.cache import new_lock_token
+from payments_api.utils.cache import LuaScript, new_lock_token
 from payments_api.utils.logger import get_logger
 
 logger = get_logger("idempotency")
@@ -115,9 +115,9 @@ class IdempotencyService:
     def __init__(self, redis: Redis, lock_ttl_ms: int) -> None:
         self.redis = redis
         self.lock_ttl_ms = lock_ttl_ms
-        self._begin = redis.register_script(_BEGIN)
-        self._finish = redis.register_script(_FINISH)
-        self._abandon = redis.register_script(_ABANDON)
+        self._begin = LuaScript(redis, _BEGIN)
+        self._finish = LuaScript(redis, _FINISH)
+        self._abandon = LuaScript(redis, _ABANDON)
 
     async def begin(self, scope: str, key: str, body_fingerprint: str) -> Claim | StoredResult:
         """A finished result to replay, or the lock for this request. 409 while another

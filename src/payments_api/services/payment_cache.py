@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from payments_api.models.payment import Payment, public_view
-from payments_api.utils.cache import RedisScripts, split_versioned, store_versioned
+from payments_api.utils.cache import SET_IF_NEWER, LuaScript, split_versioned
 from payments_api.utils.logger import get_logger
 
 logger = get_logger("payment-cache")
@@ -26,9 +26,9 @@ def cache_key(payment_id: str) -> str:
 
 
 class PaymentCache:
-    def __init__(self, redis: Redis, scripts: RedisScripts) -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self.scripts = scripts
+        self._set_if_newer = LuaScript(redis, SET_IF_NEWER)
 
     async def get(self, payment_id: str) -> str | None:
         """The cached payment as JSON, or None (a Redis failure reads as a miss)."""
@@ -43,8 +43,8 @@ class PaymentCache:
         """Store this state unless a newer one is there; returns its JSON."""
         payload = json.dumps(public_view(payment), separators=(",", ":"))
         try:
-            await store_versioned(
-                self.scripts, cache_key(payment.id), payment.version, payload, CACHE_TTL_MS
+            await self._set_if_newer(
+                [cache_key(payment.id)], [payment.version, payload, CACHE_TTL_MS]
             )
         except (RedisError, OSError) as exc:
             logger.warning("could not cache payment", error=type(exc).__name__)

@@ -16,6 +16,7 @@ from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from payments_api.config.redis import COMMAND_TIMEOUT_SECONDS
+from payments_api.utils.cache import LuaScript
 
 KEY_PREFIX = "ratelimit"
 MAX_REMEMBERED_WINDOWS = 10_000
@@ -45,7 +46,7 @@ class RateLimiter:
         self.storage = RedisStorage(
             "async+redis://", implementation="redispy", key_prefix=KEY_PREFIX, **options
         )
-        self._hit = redis.register_script(_HIT_AND_PREFETCH)
+        self._hit = LuaScript(redis, _HIT_AND_PREFETCH)
         self._resets: dict[str, float] = {}
 
     async def hit(self, identity: str, prefetch_key: str | None) -> tuple[int, float, Any]:

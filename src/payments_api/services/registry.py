@@ -26,7 +26,6 @@ from payments_api.services.settlement import SettlementService
 from payments_api.services.stats import StatsService
 from payments_api.services.users import UserService
 from payments_api.services.webhooks import create_webhook_client
-from payments_api.utils.cache import RedisScripts
 from payments_api.utils.metrics import Metrics
 
 IDEMPOTENCY_LOCK_MARGIN_SECONDS = 30
@@ -71,7 +70,7 @@ def build_services(
 ) -> Services:
     lock_ttl_ms = int((settings.gateway_timeout_seconds + IDEMPOTENCY_LOCK_MARGIN_SECONDS) * 1000)
     idempotency = IdempotencyService(redis, lock_ttl_ms)
-    cache = PaymentCache(redis, RedisScripts(redis))
+    cache = PaymentCache(redis)
     limits = DailyLimitService(settings, database)
     stats = StatsService(redis, database, limits)
     settlement = SettlementService(database, limits, cache, stats, metrics)

@@ -1,23 +1,17 @@
-"""Redis helpers shared by the services: locks with owner tokens, and a versioned cache
-entry that never lets an older state overwrite a newer one."""
+"""Redis helpers shared by the services: Lua scripts run by digest, lock tokens, and a
+versioned cache entry that never lets an older state overwrite a newer one."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 
 from redis.asyncio import Redis
-
-# Delete the lock only if we still own it (a lock that expired may now be someone else's).
-_RELEASE_LOCK = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
+from redis.exceptions import NoScriptError
 
 # Store "<version>|<payload>" unless the entry already holds a newer version.
-_SET_IF_NEWER = """
+SET_IF_NEWER = """
 local current = redis.call('get', KEYS[1])
 if current then
   local sep = string.find(current, '|', 1, true)
@@ -30,31 +24,24 @@ return 1
 """
 
 
-class RedisScripts:
-    """The Lua scripts, registered once per client (EVALSHA after the first call)."""
+class LuaScript:
+    """A script sent once and then run by its SHA1 (EVALSHA), loaded again if the server
+    forgot it. Lighter than redis-py's Script object, which checks for pipelines per call."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, source: str) -> None:
         self.redis = redis
-        self.release_lock = redis.register_script(_RELEASE_LOCK)
-        self.set_if_newer = redis.register_script(_SET_IF_NEWER)
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.redis.eval(self.source, len(keys), *keys, *args)
 
 
 def new_lock_token() -> str:
     return secrets.token_hex(16)
-
-
-async def acquire_lock(redis: Redis, key: str, token: str, ttl_ms: int) -> bool:
-    return bool(await redis.set(key, token, nx=True, px=ttl_ms))
-
-
-async def release_lock(scripts: RedisScripts, key: str, token: str) -> bool:
-    return bool(await scripts.release_lock(keys=[key], args=[token]))
-
-
-async def store_versioned(
-    scripts: RedisScripts, key: str, version: int, payload: str, ttl_ms: int
-) -> bool:
-    return bool(await scripts.set_if_newer(keys=[key], args=[version, payload, ttl_ms]))
 
 
 def split_versioned(raw: Any) -> str | None:

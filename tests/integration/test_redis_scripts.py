@@ -1,0 +1,31 @@
+"""Lua scripts run by digest on the real Redis, and survive a server that forgot them."""
+
+from __future__ import annotations
+
+from payments_api.config.redis import create_redis
+from payments_api.config.settings import Settings
+from payments_api.utils.cache import SET_IF_NEWER, LuaScript, split_versioned
+
+
+async def test_a_script_is_loaded_again_after_the_server_forgets_it(settings: Settings) -> None:
+    redis = create_redis(settings)
+    try:
+        script = LuaScript(redis, "return redis.call('incrby', KEYS[1], ARGV[1])")
+        assert await script(["counter"], [2]) == 2
+        await redis.script_flush()
+        assert await script(["counter"], [3]) == 5
+    finally:
+        await redis.aclose()
+
+
+async def test_a_versioned_entry_never_goes_back_to_an_older_version(settings: Settings) -> None:
+    redis = create_redis(settings)
+    try:
+        set_if_newer = LuaScript(redis, SET_IF_NEWER)
+        assert await set_if_newer(["entry"], [2, "second", 60_000]) == 1
+        assert await set_if_newer(["entry"], [1, "first", 60_000]) == 0
+        assert split_versioned(await redis.get("entry")) == "second"
+        assert await set_if_newer(["entry"], [3, "third", 60_000]) == 1
+        assert split_versioned(await redis.get("entry")) == "third"
+    finally:
+        await redis.aclose()
