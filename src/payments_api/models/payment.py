@@ -51,6 +51,11 @@ class Payment(Document):
     completed_at: UtcDatetime | None = None
     cancelled_at: UtcDatetime | None = None
 
+    def next_state(self, now: datetime, **changes: object) -> Payment:
+        """This payment as a compare-and-set with `changes` will leave it (events written
+        before that change describe the state it creates)."""
+        return self.model_copy(update={**changes, "updated_at": now, "version": self.version + 1})
+
     @property
     def available_to_refund(self) -> int:
         """What a new refund may still take: the amount less settled and reserved refunds."""

@@ -382,9 +382,39 @@ class PaymentService:
         raise _not_cancellable()
 
     async def finish_cancel(self, payment: Payment, reason: str) -> Payment:
-        """Record the gateway's yes to a cancel (also used by reconciliation)."""
+        """Record the gateway's yes to a cancel (also used by reconciliation). The ledger
+        record, the event and the hold release come first, each written at most once, and the
+        state change last: a step that dies half-way keeps its pending cancel, which
+        reconciliation finishes without writing anything twice."""
         now = utcnow()
+        expected = payment.next_state(
+            now,
+            status=PaymentStatus.CANCELLED,
+            cancel_reason=reason,
+            cancelled_at=now,
+            pending_refunds=[p for p in payment.pending_refunds if p.refund_id != CANCEL_REFERENCE],
+        )
         async with self.db.transaction() as session:
+            await ledger.record_movement(
+                self.db,
+                payment,
+                "cancel",
+                reference=payment.id,
+                amount=payment.amount,
+                description=f"Cancellation: {reason}",
+                now=now,
+                session=session,
+            )
+            await events.append(
+                self.db, payment_event(EventType.PAYMENT_CANCELLED, expected, now), session
+            )
+            await self.limits.release(
+                user_id=payment.user_id,
+                day=payment.hold_day,
+                payment_id=payment.id,
+                amount=payment.amount,
+                session=session,
+            )
             updated = await payments.update_where(
                 self.db,
                 payment.id,
@@ -405,26 +435,6 @@ class PaymentService:
                 if current is None or current.status != PaymentStatus.CANCELLED:
                     raise _not_cancellable()
                 return current
-            await ledger.record_movement(
-                self.db,
-                payment,
-                "cancel",
-                reference=payment.id,
-                amount=payment.amount,
-                description=f"Cancellation: {reason}",
-                now=now,
-                session=session,
-            )
-            await events.append(
-                self.db, payment_event(EventType.PAYMENT_CANCELLED, updated, now), session
-            )
-            await self.limits.release(
-                user_id=payment.user_id,
-                day=payment.hold_day,
-                payment_id=payment.id,
-                amount=payment.amount,
-                session=session,
-            )
         await self.cache.put(updated)
         await self.stats.invalidate(payment.user_id)
         log_business_event(

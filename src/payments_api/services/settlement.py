@@ -41,11 +41,6 @@ class _AlreadySettled(Exception):
         self.current = current
 
 
-def _next_state(payment: Payment, now: datetime, **changes: object) -> Payment:
-    """The payment as the compare-and-set will leave it (the events describe that state)."""
-    return payment.model_copy(update={**changes, "updated_at": now, "version": payment.version + 1})
-
-
 class SettlementService:
     def __init__(
         self,
@@ -70,8 +65,7 @@ class SettlementService:
     async def complete(self, payment: Payment, transaction_id: str | None) -> Payment:
         """pending → completed, with the `payment` ledger record, the event and the stats."""
         now = utcnow()
-        expected = _next_state(
-            payment,
+        expected = payment.next_state(
             now,
             status=PaymentStatus.COMPLETED,
             transaction_id=transaction_id,
@@ -130,8 +124,7 @@ class SettlementService:
             "failureCode": failure_code,
             "failureMessage": failure_message,
         }
-        expected = _next_state(
-            payment,
+        expected = payment.next_state(
             now,
             status=PaymentStatus.FAILED,
             failure_code=failure_code,
