@@ -76,6 +76,11 @@ async def insert(db: Database, payment: Payment, session: Session = None) -> Non
     await db[COLLECTION].insert_one(payment.to_mongo(), session=session)
 
 
+async def delete_pending(db: Database, payment_id: str) -> None:
+    """Remove a payment refused before it reached the gateway (nothing moved)."""
+    await db[COLLECTION].delete_one({"_id": payment_id, "status": PaymentStatus.PENDING.value})
+
+
 async def find_by_id(db: Database, payment_id: str, session: Session = None) -> Payment | None:
     return _payment(await db[COLLECTION].find_one({"_id": payment_id}, session=session))
 

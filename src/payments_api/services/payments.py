@@ -2,10 +2,13 @@
 
 The create flow, each step safe to repeat:
 1. idempotency lock on (user, key) in Redis, or a replay / 409 / 422;
-2. the daily-limit hold, a guarded `$inc`;
-3. the payment recorded `pending` with its hold, before any money moves;
-4. the gateway asked, with the paymentId as its idempotency key, no transaction open;
-5. settled through `SettlementService` (completed / failed) or left pending for reconciliation.
+2. the payment recorded `pending` (the unique (userId, idempotencyKey) index is the last word
+   on the key), then its daily-limit hold taken by a guarded `$inc` — a refused hold deletes
+   the payment again; both happen before any money moves, and a process that dies between
+   them leaves a pending payment that reconciliation fails (never charged), never an orphan
+   hold that would shrink the user's limit;
+3. the gateway asked, with the paymentId as its idempotency key, no transaction open;
+4. settled through `SettlementService` (completed / failed) or left pending for reconciliation.
 """
 
 from __future__ import annotations
@@ -196,24 +199,26 @@ class PaymentService:
             created_at=now,
             updated_at=now,
         )
-        await self.limits.hold(
-            user_id=user_id,
-            day=day,
-            payment_id=payment.id,
-            amount=payment.amount,
-            limit=user.daily_limit,
-        )
         try:
             await payments.insert(self.db, payment)
-        except BaseException as exc:
-            await self.limits.release(
-                user_id=user_id, day=day, payment_id=payment.id, amount=payment.amount
+        except DuplicateKeyError:
+            raced = await payments.find_by_idempotency_key(self.db, user_id, key)
+            if raced is None:
+                raise
+            await self.idempotency.abandon(claim)
+            return self._replay_payment(raced, claim.fingerprint)
+        try:
+            await self.limits.hold(
+                user_id=user_id,
+                day=day,
+                payment_id=payment.id,
+                amount=payment.amount,
+                limit=user.daily_limit,
             )
-            if isinstance(exc, DuplicateKeyError):
-                raced = await payments.find_by_idempotency_key(self.db, user_id, key)
-                if raced is not None:
-                    await self.idempotency.abandon(claim)
-                    return self._replay_payment(raced, claim.fingerprint)
+        except BaseException:
+            # Refused (or failed) before any money moved: the request leaves nothing behind.
+            # Should this delete not happen, reconciliation fails the payment (never charged).
+            await payments.delete_pending(self.db, payment.id)
             raise
 
         outcome = await self._charge(payment)
