@@ -6,7 +6,9 @@
 - A refund or cancel reserved on a payment (`pendingRefunds`) with no recorded answer is asked
   again (the gateway is idempotent on the refundId and the paymentId) and then recorded, or its
   reservation given back.
-- A refund that never got its reservation (the process died in between) is marked failed.
+- A refund that never got its reservation (the process died in between) is marked failed;
+  one whose ledger record exists but whose status and event were never written (the process
+  died after the gateway's yes) gets them.
 
 Each payment is worked on by one reconciler at a time: a lease, as for events.
 """
@@ -19,13 +21,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from payments_api.config.constants import PaymentStatus
+from payments_api.config.constants import EventType, PaymentStatus
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
+from payments_api.models import event as events
 from payments_api.models import ledger
 from payments_api.models import payment as payments
 from payments_api.models import refund as refunds
 from payments_api.models.payment import Payment, PendingRefund
+from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.payments import CANCEL_REFERENCE, PaymentService
 from payments_api.services.refunds import RefundService
@@ -161,7 +165,15 @@ class Reconciler:
             )
             if reserved:
                 continue  # _settle_refunds finishes it
-            if await ledger.has_movement(self.db, "refund", refund.id):
+            if payment is not None and await ledger.has_movement(self.db, "refund", refund.id):
+                # It succeeded, and the process died before recording the rest: the event
+                # (deduplicated, so a second one is never written) and the refund's status.
+                await events.append(
+                    self.db,
+                    payment_event(
+                        EventType.PAYMENT_REFUNDED, payment, self.clock(), reference=refund.id
+                    ),
+                )
                 await refunds.set_status(self.db, refund.id, "succeeded")
             else:
                 await refunds.set_status(self.db, refund.id, "failed", failure_code="NOT_RESERVED")
