@@ -60,6 +60,8 @@ async def list_payments(
 async def get_payment(
     payment_id: PaymentId, caller: AnyCaller, services: ServicesDep, request: Request
 ) -> Response:
+    """A cached read by the payment's own user or merchant is answered before routing, with
+    the same bytes, by middleware/payment_read.py; every other read comes here."""
     return await controller.read(services, caller, payment_id, request)
 
 
