@@ -38,13 +38,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 REPLAY_MESSAGE = "Payment already processed"
 
 
-def idempotency_key(raw: str | None, *, required: bool) -> str | None:
-    """1-255 printable ASCII characters; 400 when missing (if required) or malformed."""
+def optional_idempotency_key(raw: str | None) -> str | None:
+    """1-255 printable ASCII characters, or absent; 400 INVALID_IDEMPOTENCY_KEY otherwise."""
     if raw is None:
-        if required:
-            raise BadRequestError(
-                "MISSING_IDEMPOTENCY_KEY", "The Idempotency-Key header is required"
-            )
         return None
     if not 1 <= len(raw) <= MAX_IDEMPOTENCY_KEY_LENGTH or not all(
         " " <= char <= "~" for char in raw
@@ -56,6 +52,13 @@ def idempotency_key(raw: str | None, *, required: bool) -> str | None:
     return raw
 
 
+def required_idempotency_key(raw: str | None) -> str:
+    key = optional_idempotency_key(raw)
+    if key is None:
+        raise BadRequestError("MISSING_IDEMPOTENCY_KEY", "The Idempotency-Key header is required")
+    return key
+
+
 async def create(
     services: Services,
     user: Principal,
@@ -63,8 +66,7 @@ async def create(
     key_header: str | None,
     response: Response,
 ) -> PaymentEnvelope:
-    key = idempotency_key(key_header, required=True)
-    assert key is not None
+    key = required_idempotency_key(key_header)
     outcome = await services.payments.create(
         user.id,
         key,
@@ -169,7 +171,7 @@ async def refund(
     key_header: str | None,
     response: Response,
 ) -> RefundEnvelope:
-    key = idempotency_key(key_header, required=False)
+    key = optional_idempotency_key(key_header)
     outcome = await services.refunds.refund(
         principal, payment_id, amount=body.amount, reason=body.reason, key=key
     )
