@@ -6,35 +6,18 @@ import base64
 import json
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 
-from payments_api.app import create_app
 from payments_api.config.settings import Settings
-from tests.conftest import LogCapture
+from tests.fixtures.apps import LogCapture, running
 from tests.fixtures.factories import bearer, create_merchant, register_user
 
 UNKNOWN_USER_ID = "usr_01HZZZZZZZZZZZZZZZZZZZZZZZ"
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """A second app on its own settings, started and stopped around the block."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as http,
-    ):
-        yield app, http
 
 
 def secret_of(settings: Settings) -> str:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.fixtures.factories import register_user
+from tests.fixtures.factories import register_user, update_user
 from tests.fixtures.payments import (
     Shop,
     assert_money_agrees,
@@ -18,17 +18,19 @@ from tests.fixtures.payments import (
     events_of,
     ledger_of,
     open_shop,
+    open_shop_and_pay,
     pay,
+    payment_body,
+    post_payment,
     read,
     refund,
     sandbox_charge,
+    stats_of,
 )
 
 
 async def today_spent(client: httpx.AsyncClient, shop: Shop) -> int:
-    response = await client.get("/api/v1/users/me/stats", headers=shop.user.headers)
-    assert response.status_code == 200, response.text
-    stats: dict[str, Any] = response.json()["stats"]
+    stats = await stats_of(client, shop.user)
     assert stats["remainingToday"] == stats["dailyLimit"] - stats["todaySpent"]
     spent: int = stats["todaySpent"]
     return spent
@@ -53,8 +55,7 @@ async def assert_untouched(
 async def test_the_owner_cancels_a_completed_payment(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id, 25_000)
+    shop, payment = await open_shop_and_pay(client, 25_000)
 
     response = await cancel(client, shop.user, payment["paymentId"], "Ordered by mistake")
 
@@ -92,20 +93,13 @@ async def test_a_cancel_releases_the_daily_limit_hold(client: httpx.AsyncClient)
 
 async def test_the_released_amount_can_be_spent_again(client: httpx.AsyncClient) -> None:
     shop = await open_shop(client)
-    patched = await client.patch(
-        f"/api/v1/users/{shop.user.user_id}", json={"dailyLimit": 50_000}, headers=shop.admin
-    )
-    assert patched.status_code == 200, patched.text
+    await update_user(client, shop.admin, shop.user.user_id, dailyLimit=50_000)
     payment = await pay(client, shop.user, shop.merchant.merchant_id, 50_000)
-    over = await client.post(
-        "/api/v1/payments",
-        json={
-            "amount": 1_000,
-            "merchantId": shop.merchant.merchant_id,
-            "paymentMethod": "card",
-            "productName": "One more",
-        },
-        headers={**shop.user.headers, "Idempotency-Key": "over-the-limit"},
+    over = await post_payment(
+        client,
+        shop.user,
+        payment_body(shop.merchant.merchant_id, 1_000, productName="One more"),
+        "over-the-limit",
     )
     assert over.status_code == 422
     assert over.json()["error"] == "DAILY_LIMIT_EXCEEDED"
@@ -119,8 +113,7 @@ async def test_the_released_amount_can_be_spent_again(client: httpx.AsyncClient)
 async def test_a_cancel_writes_one_ledger_record_and_one_event(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id, 18_000)
+    shop, payment = await open_shop_and_pay(client, 18_000)
 
     assert (await cancel(client, shop.user, payment["paymentId"], "Too late")).status_code == 200
 
@@ -143,8 +136,7 @@ async def test_a_cancel_writes_one_ledger_record_and_one_event(
 
 
 async def test_the_gateway_charge_is_cancelled(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
     assert sandbox_charge(app, payment["paymentId"]).status == "approved"
 
     assert (await cancel(client, shop.user, payment["paymentId"])).status_code == 200
@@ -157,8 +149,7 @@ async def test_the_gateway_charge_is_cancelled(client: httpx.AsyncClient, app: F
 async def test_cancelling_again_is_a_409_and_changes_nothing(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    kept = await pay(client, shop.user, shop.merchant.merchant_id, 9_000)
+    shop, kept = await open_shop_and_pay(client, 9_000)
     payment = await pay(client, shop.user, shop.merchant.merchant_id, 11_000)
     assert (await cancel(client, shop.user, payment["paymentId"], "First")).status_code == 200
 
@@ -177,8 +168,8 @@ async def test_cancelling_again_is_a_409_and_changes_nothing(
 async def test_a_partially_refunded_payment_cannot_be_cancelled(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
     assert (await refund(client, shop.merchant.headers, payment_id, 2_000)).status_code == 200
     partially = await read(client, shop.user.headers, payment_id)
     assert partially["status"] == "partially_refunded"
@@ -194,8 +185,8 @@ async def test_a_partially_refunded_payment_cannot_be_cancelled(
 async def test_a_refunded_payment_cannot_be_cancelled(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
     assert (await refund(client, shop.merchant.headers, payment_id)).status_code == 200
     refunded = await read(client, shop.user.headers, payment_id)
     assert refunded["status"] == "refunded"
@@ -223,8 +214,7 @@ async def test_a_failed_payment_cannot_be_cancelled(
 
 
 async def test_another_user_gets_a_404(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
     stranger = await register_user(client)
 
     response = await cancel(client, stranger, payment["paymentId"])
@@ -247,8 +237,7 @@ async def test_an_unknown_payment_is_a_404(client: httpx.AsyncClient) -> None:
 async def test_only_the_owner_may_cancel(
     client: httpx.AsyncClient, app: FastAPI, caller: str
 ) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
     headers = shop.merchant.headers if caller == "merchant" else shop.admin
 
     response = await client.post(
@@ -266,8 +255,7 @@ async def test_only_the_owner_may_cancel(
 async def test_a_reason_is_required(
     client: httpx.AsyncClient, app: FastAPI, body: dict[str, Any]
 ) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await client.post(
         f"/api/v1/payments/{payment['paymentId']}/cancel", json=body, headers=shop.user.headers

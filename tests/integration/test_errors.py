@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from payments_api.app import create_app
 from payments_api.config.settings import Settings
-from tests.conftest import LogCapture
+from tests.fixtures.apps import LogCapture
 
 MAX_BODY_BYTES = 2048
 INTERNAL_DETAIL = "driver exploded talking to 10.0.0.5:27017 as payments_rw"

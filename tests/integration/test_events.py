@@ -9,18 +9,12 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from payments_api.app import create_app
@@ -28,110 +22,20 @@ from payments_api.config.settings import Settings
 from payments_api.models import event as events_model
 from payments_api.services.events import STREAM, EventDispatcher
 from payments_api.utils.clock import utcnow
+from tests.fixtures.apps import CLIENT_PEER, serve
 from tests.fixtures.factories import admin_headers, create_merchant, register_user
-from tests.fixtures.payments import cancel, collection, documents, events_of, pay, refund
+from tests.fixtures.payments import (
+    cancel,
+    collection,
+    documents,
+    events_of,
+    open_shop_and_pay,
+    pay,
+    refund,
+)
+from tests.fixtures.servers import Receiver
 
 EVENTS = "/api/v1/events"
-
-
-# --- a webhook receiver: a real HTTP server on 127.0.0.1 -------------------------------------
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    answered: int | None
-    """The status it answered, or None when it dropped the connection instead."""
-
-    @property
-    def json(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.body)
-        return parsed
-
-
-class Receiver:
-    """Records every POST (raw body, headers); can answer 500 to the first `fail_first`
-    requests, drop the connection without an answer, or wait `delay` seconds first."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.connections = 0
-        self.fail_first = 0
-        self.drop_connection = False
-        self.delay = 0.0
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                with receiver._lock:
-                    if receiver.drop_connection:
-                        status: int | None = None
-                    elif receiver.fail_first > 0:
-                        receiver.fail_first -= 1
-                        status = 500
-                    else:
-                        status = 200
-                    receiver.requests.append(Received(self.path, body, headers, status))
-                if status is None:
-                    self.close_connection = True  # no answer at all
-                    return
-                payload = b'{"received":true}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def process_request(self, request: Any, client_address: Any) -> None:
-                with receiver._lock:
-                    receiver.connections += 1
-                super().process_request(request, client_address)
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}/hooks/payments"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return [str(r.json["id"]) for r in self.requests]
-
-    def of(self, event_id: str) -> list[Received]:
-        with self._lock:
-            return [r for r in self.requests if r.json["id"] == event_id]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Clock:
@@ -272,10 +176,8 @@ async def test_declined_payment_produces_payment_failed(
 async def test_cancel_produces_payment_cancelled(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    merchant = await create_merchant(client, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
-    assert (await cancel(client, user, payment["paymentId"])).status_code == 200
+    shop, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
+    assert (await cancel(client, shop.user, payment["paymentId"])).status_code == 200
 
     stored = await all_events(app, payment["paymentId"])
     assert sorted(e["type"] for e in stored) == ["payment.cancelled", "payment.completed"]
@@ -290,11 +192,10 @@ async def test_cancel_produces_payment_cancelled(
 async def test_each_refund_produces_its_own_payment_refunded(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    merchant = await create_merchant(client, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id, 10_000)
-    assert (await refund(client, merchant.headers, payment["paymentId"], 3_000)).status_code == 200
-    assert (await refund(client, merchant.headers, payment["paymentId"], 2_000)).status_code == 200
+    shop, payment = await open_shop_and_pay(client, 10_000, webhookUrl=receiver.url)
+    headers = shop.merchant.headers
+    assert (await refund(client, headers, payment["paymentId"], 3_000)).status_code == 200
+    assert (await refund(client, headers, payment["paymentId"], 2_000)).status_code == 200
 
     refunded = await events_of(app, payment["paymentId"], "payment.refunded")
     assert len(refunded) == 2
@@ -332,17 +233,14 @@ async def test_merchant_without_webhook_event_is_published_and_delivered_without
 async def test_failed_attempt_is_recorded_and_retried_within_30_seconds(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
     receiver.fail_first = 1
     clock = Clock()
     dispatcher = dispatcher_for(app, clock)
 
     assert await dispatcher.run_once() == 1
 
-    [event] = await list_events(client, admin, payment["paymentId"])
+    [event] = await list_events(client, shop.admin, payment["paymentId"])
     assert event["status"] == "pending"
     [delivery] = event["deliveries"]
     assert delivery["url"] == receiver.url
@@ -363,7 +261,7 @@ async def test_failed_attempt_is_recorded_and_retried_within_30_seconds(
     assert [r.answered for r in receiver.requests] == [500, 200]
     assert receiver.ids() == [event["eventId"]] * 2
 
-    [event] = await list_events(client, admin, payment["paymentId"])
+    [event] = await list_events(client, shop.admin, payment["paymentId"])
     assert event["status"] == "delivered"
     assert event["nextAttemptAt"] is None
     [delivery] = event["deliveries"]
@@ -375,10 +273,7 @@ async def test_failed_attempt_is_recorded_and_retried_within_30_seconds(
 async def test_retries_back_off_exponentially_then_the_event_is_dead_after_24_hours(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
     [stored] = await all_events(app, payment["paymentId"])
     event_id = stored["_id"]
     receiver.fail_first = 10_000
@@ -417,13 +312,13 @@ async def test_retries_back_off_exponentially_then_the_event_is_dead_after_24_ho
     metrics = (await client.get("/metrics")).text
     assert "webhook_events_dead_total 1.0" in metrics
 
-    [listed] = await list_events(client, admin, payment["paymentId"])
+    [listed] = await list_events(client, shop.admin, payment["paymentId"])
     assert listed["status"] == "dead"
     assert listed["deliveries"][0]["status"] == "dead"
 
     # Redelivery starts over from scratch, whatever the state.
     receiver.fail_first = 0
-    response = await client.post(f"{EVENTS}/{event_id}/redeliver", headers=admin)
+    response = await client.post(f"{EVENTS}/{event_id}/redeliver", headers=shop.admin)
     assert response.status_code == 202, response.text
     assert await dispatcher.run_once() == 1
     event = await events_model.find_by_id(app.state.services.database, event_id)
@@ -436,16 +331,13 @@ async def test_retries_back_off_exponentially_then_the_event_is_dead_after_24_ho
 async def test_a_dropped_connection_is_recorded_as_an_error(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
     receiver.drop_connection = True
 
     assert await dispatcher_for(app, Clock()).run_once() == 1
 
     assert [r.answered for r in receiver.requests] == [None]
-    [event] = await list_events(client, admin, payment["paymentId"])
+    [event] = await list_events(client, shop.admin, payment["paymentId"])
     assert event["status"] == "pending"
     [attempt] = event["deliveries"][0]["attempts"]
     assert attempt["statusCode"] is None
@@ -485,9 +377,7 @@ async def test_two_dispatchers_deliver_each_event_exactly_once(
 async def test_a_dead_dispatchers_lease_is_taken_over_only_after_it_expires(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    merchant = await create_merchant(client, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    _, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
     clock = Clock()
     db = app.state.services.database
     held = await events_model.claim_due(
@@ -524,20 +414,17 @@ async def test_a_dead_dispatchers_lease_is_taken_over_only_after_it_expires(
 async def test_admin_lists_a_payments_events_with_deliveries_and_attempts(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
-    assert (await cancel(client, user, payment["paymentId"])).status_code == 200
+    shop, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
+    assert (await cancel(client, shop.user, payment["paymentId"])).status_code == 200
     await dispatcher_for(app, Clock()).run_once()
 
-    listed = await list_events(client, admin, payment["paymentId"])
+    listed = await list_events(client, shop.admin, payment["paymentId"])
 
     assert [e["type"] for e in listed] == ["payment.completed", "payment.cancelled"]
     for event in listed:
         assert event["eventId"].startswith("evt_")
         assert event["paymentId"] == payment["paymentId"]
-        assert event["merchantId"] == merchant.merchant_id
+        assert event["merchantId"] == shop.merchant.merchant_id
         assert event["status"] == "delivered"
         assert event["data"]["payment"]["paymentId"] == payment["paymentId"]
         [delivery] = event["deliveries"]
@@ -547,29 +434,26 @@ async def test_admin_lists_a_payments_events_with_deliveries_and_attempts(
         assert attempt["statusCode"] == 200
         assert attempt["attemptedAt"].endswith("Z")
     assert sorted(receiver.ids()) == sorted(e["eventId"] for e in listed)
-    assert await list_events(client, admin, "pay_unknown") == []
+    assert await list_events(client, shop.admin, "pay_unknown") == []
 
 
 async def test_event_list_is_for_admins_and_needs_a_payment_id(
     client: httpx.AsyncClient,
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
 
     as_user = await client.get(
-        EVENTS, params={"paymentId": payment["paymentId"]}, headers=user.headers
+        EVENTS, params={"paymentId": payment["paymentId"]}, headers=shop.user.headers
     )
     assert as_user.status_code == 403
     assert as_user.json()["error"] == "FORBIDDEN"
     as_merchant = await client.get(
-        EVENTS, params={"paymentId": payment["paymentId"]}, headers=merchant.headers
+        EVENTS, params={"paymentId": payment["paymentId"]}, headers=shop.merchant.headers
     )
     assert as_merchant.status_code == 403
     anonymous = await client.get(EVENTS, params={"paymentId": payment["paymentId"]})
     assert anonymous.status_code == 401
-    missing = await client.get(EVENTS, headers=admin)
+    missing = await client.get(EVENTS, headers=shop.admin)
     assert missing.status_code == 422
     assert missing.json()["error"] == "VALIDATION_ERROR"
 
@@ -577,17 +461,14 @@ async def test_event_list_is_for_admins_and_needs_a_payment_id(
 async def test_redeliver_sends_the_same_event_again(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
     clock = Clock()
     dispatcher = dispatcher_for(app, clock)
     assert await dispatcher.run_once() == 1
-    [event] = await list_events(client, admin, payment["paymentId"])
+    [event] = await list_events(client, shop.admin, payment["paymentId"])
     assert event["status"] == "delivered"
 
-    response = await client.post(f"{EVENTS}/{event['eventId']}/redeliver", headers=admin)
+    response = await client.post(f"{EVENTS}/{event['eventId']}/redeliver", headers=shop.admin)
 
     assert response.status_code == 202, response.text
     assert response.json()["success"] is True
@@ -598,8 +479,10 @@ async def test_redeliver_sends_the_same_event_again(
     assert receiver.ids() == [event["eventId"]] * 2
     first, second = receiver.of(event["eventId"])
     assert first.body == second.body  # the same event, byte for byte
-    assert verifies(second.headers["x-webhook-signature"], second.body, merchant.webhook_secret)
-    [event] = await list_events(client, admin, payment["paymentId"])
+    assert verifies(
+        second.headers["x-webhook-signature"], second.body, shop.merchant.webhook_secret
+    )
+    [event] = await list_events(client, shop.admin, payment["paymentId"])
     assert event["status"] == "delivered"
     assert [d["status"] for d in event["deliveries"]] == ["delivered", "delivered"]
     assert [len(d["attempts"]) for d in event["deliveries"]] == [1, 1]
@@ -609,23 +492,20 @@ async def test_redeliver_sends_the_same_event_again(
 async def test_redelivering_an_event_mid_retry_leaves_no_delivery_pending(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin, webhookUrl=receiver.url)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
     receiver.fail_first = 1
     clock = Clock()
     dispatcher = dispatcher_for(app, clock)
     assert await dispatcher.run_once() == 1
-    [event] = await list_events(client, admin, payment["paymentId"])
+    [event] = await list_events(client, shop.admin, payment["paymentId"])
     assert event["deliveries"][0]["status"] == "pending"  # waiting for its retry
 
-    response = await client.post(f"{EVENTS}/{event['eventId']}/redeliver", headers=admin)
+    response = await client.post(f"{EVENTS}/{event['eventId']}/redeliver", headers=shop.admin)
     assert response.status_code == 202, response.text
     clock.now = utcnow()
     assert await dispatcher.run_once() == 1
 
-    [event] = await list_events(client, admin, payment["paymentId"])
+    [event] = await list_events(client, shop.admin, payment["paymentId"])
     assert event["status"] == "delivered"
     assert event["deliveries"][-1]["status"] == "delivered"
     assert [d["status"] for d in event["deliveries"]].count("pending") == 0
@@ -634,18 +514,17 @@ async def test_redelivering_an_event_mid_retry_leaves_no_delivery_pending(
 async def test_redeliver_unknown_event_is_404_and_is_for_admins(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    admin = await admin_headers(client)
-    merchant = await create_merchant(client, admin)
-    user = await register_user(client)
-    payment = await pay(client, user, merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
     [event] = await all_events(app, payment["paymentId"])
 
-    unknown = await client.post(f"{EVENTS}/evt_does_not_exist/redeliver", headers=admin)
+    unknown = await client.post(f"{EVENTS}/evt_does_not_exist/redeliver", headers=shop.admin)
     assert unknown.status_code == 404
     assert unknown.json()["error"] == "EVENT_NOT_FOUND"
-    as_user = await client.post(f"{EVENTS}/{event['_id']}/redeliver", headers=user.headers)
+    as_user = await client.post(f"{EVENTS}/{event['_id']}/redeliver", headers=shop.user.headers)
     assert as_user.status_code == 403
-    as_merchant = await client.post(f"{EVENTS}/{event['_id']}/redeliver", headers=merchant.headers)
+    as_merchant = await client.post(
+        f"{EVENTS}/{event['_id']}/redeliver", headers=shop.merchant.headers
+    )
     assert as_merchant.status_code == 403
     [unchanged] = await all_events(app, payment["paymentId"])
     assert unchanged["status"] == event["status"]
@@ -653,18 +532,6 @@ async def test_redeliver_unknown_event_is_404_and_is_for_admins(
 
 
 # --- production: only https URLs to public addresses -----------------------------------------
-
-
-@asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 50000)),
-            base_url="http://testserver",
-        ) as http,
-    ):
-        yield http
 
 
 @pytest.fixture
@@ -684,7 +551,7 @@ def production_app(make_settings: Callable[..., Settings]) -> FastAPI:
     ],
 )
 async def test_production_refuses_unsafe_webhook_urls(production_app: FastAPI, url: str) -> None:
-    async with running(production_app) as client:
+    async with serve(production_app, CLIENT_PEER) as client:
         admin = await admin_headers(client)
         response = await client.post(
             "/api/v1/merchants",
@@ -703,7 +570,7 @@ async def test_production_refuses_unsafe_webhook_urls(production_app: FastAPI, u
 async def test_production_refuses_shared_address_space_and_its_metadata_service(
     production_app: FastAPI, url: str
 ) -> None:
-    async with running(production_app) as client:
+    async with serve(production_app, CLIENT_PEER) as client:
         response = await client.post(
             "/api/v1/merchants",
             json={"name": "Shop", "category": "food", "webhookUrl": url},
@@ -715,7 +582,7 @@ async def test_production_refuses_shared_address_space_and_its_metadata_service(
 async def test_production_accepts_an_https_webhook_on_a_public_address(
     production_app: FastAPI,
 ) -> None:
-    async with running(production_app) as client:
+    async with serve(production_app, CLIENT_PEER) as client:
         response = await client.post(
             "/api/v1/merchants",
             json={"name": "Shop", "category": "food", "webhookUrl": "https://93.184.216.34/h"},
@@ -728,7 +595,7 @@ async def test_production_accepts_an_https_webhook_on_a_public_address(
 async def test_production_dispatcher_refuses_a_stored_loopback_webhook(
     production_app: FastAPI, receiver: Receiver, scheme: str
 ) -> None:
-    async with running(production_app) as client:
+    async with serve(production_app, CLIENT_PEER) as client:
         admin = await admin_headers(client)
         merchant = await create_merchant(client, admin)
         url = f"{scheme}://127.0.0.1:{receiver.port}/hooks/payments"

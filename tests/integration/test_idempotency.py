@@ -4,72 +4,32 @@ MongoDB unique index that answers when Redis has forgotten a key."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis import Redis
 
-from payments_api.app import create_app
 from payments_api.config.settings import Settings
-from tests.fixtures.factories import (
-    CreatedMerchant,
-    RegisteredUser,
-    create_merchant,
-    register_user,
+from tests.fixtures.apps import running
+from tests.fixtures.factories import create_merchant, register_user
+from tests.fixtures.payments import (
+    PAYMENTS,
+    documents,
+    new_key,
+    payment_body,
+    post_payment,
+    user_and_merchant,
 )
+from tests.fixtures.servers import flush_redis
 
-PAYMENTS = "/api/v1/payments"
 REPLAY_MESSAGE = "Payment already processed"
 DAY_SECONDS = 24 * 3600
 
-_keys = itertools.count(1)
-
-
-def new_key() -> str:
-    return f"idem-test-{next(_keys)}"
-
-
-def payment_body(merchant_id: str, amount: int = 10_000, **fields: Any) -> dict[str, Any]:
-    return {
-        "amount": amount,
-        "merchantId": merchant_id,
-        "paymentMethod": "card",
-        "productName": "Croissant",
-        **fields,
-    }
-
-
-async def pay(
-    client: httpx.AsyncClient, user: RegisteredUser, body: dict[str, Any], key: str
-) -> httpx.Response:
-    return await client.post(PAYMENTS, json=body, headers={**user.headers, "Idempotency-Key": key})
-
-
-async def user_and_merchant(client: httpx.AsyncClient) -> tuple[RegisteredUser, CreatedMerchant]:
-    return await register_user(client), await create_merchant(client)
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """An app on its own settings, started and stopped around the block."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as http,
-    ):
-        yield app, http
-
 
 async def payments_of(app: FastAPI, user_id: str) -> list[dict[str, Any]]:
-    cursor = app.state.services.database["payments"].find({"userId": user_id})
-    return [doc async for doc in cursor]
+    return await documents(app, "payments", userId=user_id)
 
 
 def charges_made(app: FastAPI) -> int:
@@ -92,10 +52,10 @@ async def test_same_key_and_body_after_completion_replays_200_with_the_payment(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id), key)
     assert first.status_code == 201, first.text
 
-    second = await pay(client, user, payment_body(merchant.merchant_id), key)
+    second = await post_payment(client, user, payment_body(merchant.merchant_id), key)
 
     body = assert_replay(second)
     assert body["success"] is True
@@ -111,10 +71,10 @@ async def test_replay_matches_the_body_whatever_the_key_order_of_its_json(
     user, merchant = await user_and_merchant(client)
     key = new_key()
     body = payment_body(merchant.merchant_id)
-    first = await pay(client, user, body, key)
+    first = await post_payment(client, user, body, key)
     assert first.status_code == 201, first.text
 
-    second = await pay(client, user, dict(reversed(list(body.items()))), key)
+    second = await post_payment(client, user, dict(reversed(list(body.items()))), key)
 
     assert assert_replay(second)["payment"]["paymentId"] == first.json()["payment"]["paymentId"]
 
@@ -124,7 +84,7 @@ async def test_replay_after_a_refund_shows_the_refunded_state(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id, 10_000), key)
     payment_id = first.json()["payment"]["paymentId"]
     refunded = await client.post(
         f"{PAYMENTS}/{payment_id}/refund",
@@ -133,7 +93,7 @@ async def test_replay_after_a_refund_shows_the_refunded_state(
     )
     assert refunded.status_code == 200, refunded.text
 
-    replay = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    replay = await post_payment(client, user, payment_body(merchant.merchant_id, 10_000), key)
 
     payment = assert_replay(replay)["payment"]
     assert payment["paymentId"] == payment_id
@@ -146,14 +106,14 @@ async def test_replay_after_a_cancel_shows_the_cancelled_state(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id), key)
     payment_id = first.json()["payment"]["paymentId"]
     cancelled = await client.post(
         f"{PAYMENTS}/{payment_id}/cancel", json={"reason": "changed my mind"}, headers=user.headers
     )
     assert cancelled.status_code == 200, cancelled.text
 
-    replay = await pay(client, user, payment_body(merchant.merchant_id), key)
+    replay = await post_payment(client, user, payment_body(merchant.merchant_id), key)
 
     payment = assert_replay(replay)["payment"]
     assert payment["paymentId"] == payment_id
@@ -168,11 +128,11 @@ async def test_replay_of_a_declined_payment_repeats_the_original_402_body(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id, 7_402), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id, 7_402), key)
     assert first.status_code == 402, first.text
     assert "Idempotent-Replayed" not in first.headers
 
-    second = await pay(client, user, payment_body(merchant.merchant_id, 7_402), key)
+    second = await post_payment(client, user, payment_body(merchant.merchant_id, 7_402), key)
 
     body = assert_replay(second, 402)
     original = first.json()
@@ -194,11 +154,13 @@ async def test_same_key_with_a_different_body_is_422_idempotency_key_reused(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id, 10_000), key)
     assert first.status_code == 201, first.text
 
-    changed_amount = await pay(client, user, payment_body(merchant.merchant_id, 10_001), key)
-    changed_name = await pay(
+    changed_amount = await post_payment(
+        client, user, payment_body(merchant.merchant_id, 10_001), key
+    )
+    changed_name = await post_payment(
         client, user, payment_body(merchant.merchant_id, 10_000, productName="Bagel"), key
     )
 
@@ -222,8 +184,8 @@ async def test_the_same_key_from_two_users_makes_two_payments(
     bob = await register_user(client)
     key = new_key()
 
-    for_alice = await pay(client, alice, payment_body(merchant.merchant_id), key)
-    for_bob = await pay(client, bob, payment_body(merchant.merchant_id), key)
+    for_alice = await post_payment(client, alice, payment_body(merchant.merchant_id), key)
+    for_bob = await post_payment(client, bob, payment_body(merchant.merchant_id), key)
 
     assert for_alice.status_code == 201, for_alice.text
     assert for_bob.status_code == 201, for_bob.text
@@ -244,10 +206,10 @@ async def test_key_of_a_request_that_failed_validation_can_be_used_again(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    invalid = await pay(client, user, payment_body(merchant.merchant_id, 0), key)
+    invalid = await post_payment(client, user, payment_body(merchant.merchant_id, 0), key)
     assert invalid.status_code == 422, invalid.text
 
-    valid = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    valid = await post_payment(client, user, payment_body(merchant.merchant_id, 10_000), key)
 
     assert valid.status_code == 201, valid.text
     assert "Idempotent-Replayed" not in valid.headers
@@ -260,13 +222,13 @@ async def test_key_of_a_request_over_the_daily_limit_can_be_used_again(
     async with running(make_settings(default_daily_limit=50_000)) as (app, client):
         user, merchant = await user_and_merchant(client)
         key = new_key()
-        over = await pay(client, user, payment_body(merchant.merchant_id, 60_000), key)
+        over = await post_payment(client, user, payment_body(merchant.merchant_id, 60_000), key)
         assert over.status_code == 422, over.text
         assert over.json()["error"] == "DAILY_LIMIT_EXCEEDED"
         assert over.json()["remainingToday"] == 50_000
         assert await payments_of(app, user.user_id) == []
 
-        within = await pay(client, user, payment_body(merchant.merchant_id, 20_000), key)
+        within = await post_payment(client, user, payment_body(merchant.merchant_id, 20_000), key)
 
         assert within.status_code == 201, within.text
         assert "Idempotent-Replayed" not in within.headers
@@ -278,10 +240,10 @@ async def test_key_of_a_request_to_an_unknown_merchant_can_be_used_again(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    missing = await pay(client, user, payment_body("mch_01HZZZZZZZZZZZZZZZZZZZZZZZ"), key)
+    missing = await post_payment(client, user, payment_body("mch_01HZZZZZZZZZZZZZZZZZZZZZZZ"), key)
     assert missing.status_code == 404, missing.text
 
-    retried = await pay(client, user, payment_body(merchant.merchant_id), key)
+    retried = await post_payment(client, user, payment_body(merchant.merchant_id), key)
 
     assert retried.status_code == 201, retried.text
 
@@ -306,10 +268,10 @@ async def test_same_key_while_the_first_is_in_flight_is_409_with_retry_after(
         user, merchant = await user_and_merchant(client)
         key = new_key()
         body = payment_body(merchant.merchant_id, 10_408)
-        first = asyncio.create_task(pay(client, user, body, key))
+        first = asyncio.create_task(post_payment(client, user, body, key))
         await wait_until_charging(app)
 
-        second = await pay(client, user, body, key)
+        second = await post_payment(client, user, body, key)
         first_response = await first
 
         assert second.status_code == 409, second.text
@@ -319,7 +281,7 @@ async def test_same_key_while_the_first_is_in_flight_is_409_with_retry_after(
         assert len(await payments_of(app, user.user_id)) == 1
         assert charges_made(app) == 1
 
-        after = await pay(client, user, body, key)
+        after = await post_payment(client, user, body, key)
         replay = assert_replay(after)
         assert replay["payment"]["paymentId"] == first_response.json()["payment"]["paymentId"]
 
@@ -332,12 +294,11 @@ async def test_replay_comes_from_the_database_when_redis_forgot_the_key(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id), key)
     assert first.status_code == 201, first.text
-    with Redis.from_url(redis_url) as redis:
-        redis.flushdb()
+    flush_redis(redis_url)
 
-    second = await pay(client, user, payment_body(merchant.merchant_id), key)
+    second = await post_payment(client, user, payment_body(merchant.merchant_id), key)
 
     body = assert_replay(second)
     assert body["message"] == REPLAY_MESSAGE
@@ -352,12 +313,11 @@ async def test_different_body_is_refused_when_redis_forgot_the_key(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id, 10_000), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id, 10_000), key)
     assert first.status_code == 201, first.text
-    with Redis.from_url(redis_url) as redis:
-        redis.flushdb()
+    flush_redis(redis_url)
 
-    second = await pay(client, user, payment_body(merchant.merchant_id, 20_000), key)
+    second = await post_payment(client, user, payment_body(merchant.merchant_id, 20_000), key)
 
     assert second.status_code == 422, second.text
     assert second.json()["error"] == "IDEMPOTENCY_KEY_REUSED"
@@ -370,12 +330,11 @@ async def test_declined_replay_comes_from_the_database_when_redis_forgot_the_key
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
-    first = await pay(client, user, payment_body(merchant.merchant_id, 3_402), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id, 3_402), key)
     assert first.status_code == 402, first.text
-    with Redis.from_url(redis_url) as redis:
-        redis.flushdb()
+    flush_redis(redis_url)
 
-    second = await pay(client, user, payment_body(merchant.merchant_id, 3_402), key)
+    second = await post_payment(client, user, payment_body(merchant.merchant_id, 3_402), key)
 
     body = assert_replay(second, 402)
     assert body["error"] == "PAYMENT_DECLINED"
@@ -387,7 +346,7 @@ async def test_finished_result_is_kept_in_redis_for_at_least_24_hours(
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key() + "-ttl-probe"
-    first = await pay(client, user, payment_body(merchant.merchant_id), key)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id), key)
     assert first.status_code == 201, first.text
 
     with Redis.from_url(redis_url, decode_responses=True) as redis:

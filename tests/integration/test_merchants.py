@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from payments_api.app import create_app
 from payments_api.config.settings import Settings
-from tests.conftest import LogCapture
-from tests.fixtures.factories import admin_headers, bearer, create_merchant, register_user
+from tests.fixtures.apps import LogCapture, running
+from tests.fixtures.factories import (
+    admin_headers,
+    bearer,
+    caller_headers,
+    create_merchant,
+    register_user,
+)
 
 UNKNOWN_MERCHANT_ID = "mch_01HZZZZZZZZZZZZZZZZZZZZZZZ"
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """A second app on its own settings, started and stopped around the block."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as http,
-    ):
-        yield app, http
 
 
 def detail_fields(response: httpx.Response) -> set[str]:
@@ -110,22 +100,20 @@ async def test_creating_a_merchant_logs_no_secret(
     assert merchant.webhook_secret not in logs.text
 
 
-async def test_non_admin_user_cannot_create_a_merchant(client: httpx.AsyncClient) -> None:
-    user = await register_user(client)
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        pytest.param("user", "Sneaky", id="non-admin-user"),
+        pytest.param("merchant", "Child", id="merchant-key"),
+    ],
+)
+async def test_a_non_admin_cannot_create_a_merchant(
+    client: httpx.AsyncClient, kind: str, name: str
+) -> None:
+    headers = await caller_headers(client, kind)
 
     response = await client.post(
-        "/api/v1/merchants", json={"name": "Sneaky", "category": "food"}, headers=user.headers
-    )
-
-    assert response.status_code == 403
-    assert response.json()["error"] == "FORBIDDEN"
-
-
-async def test_merchant_key_cannot_create_a_merchant(client: httpx.AsyncClient) -> None:
-    merchant = await create_merchant(client)
-
-    response = await client.post(
-        "/api/v1/merchants", json={"name": "Child", "category": "food"}, headers=merchant.headers
+        "/api/v1/merchants", json={"name": name, "category": "food"}, headers=headers
     )
 
     assert response.status_code == 403
@@ -260,20 +248,12 @@ async def test_the_webhook_secret_is_not_an_api_key(client: httpx.AsyncClient) -
 # --- the public view ------------------------------------------------------------------------
 
 
-async def _caller_headers(client: httpx.AsyncClient, kind: str) -> dict[str, str]:
-    if kind == "user":
-        return (await register_user(client)).headers
-    if kind == "merchant":
-        return (await create_merchant(client)).headers
-    return await admin_headers(client)
-
-
 @pytest.mark.parametrize("kind", ["user", "merchant", "admin"])
 async def test_any_caller_reads_a_merchants_public_fields(
     client: httpx.AsyncClient, kind: str
 ) -> None:
     target = await create_merchant(client, name="Busan Books", category="books")
-    headers = await _caller_headers(client, kind)
+    headers = await caller_headers(client, kind)
 
     response = await client.get(f"/api/v1/merchants/{target.merchant_id}", headers=headers)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -14,15 +13,9 @@ from redis.asyncio import Redis
 
 from payments_api import __version__
 from tests.fixtures.factories import create_merchant, register_user
+from tests.fixtures.servers import free_port
 
 MERCHANT_ROUTE = "/api/v1/merchants/{merchantId}"
-
-
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ async def redis_unreachable(app: FastAPI, client: httpx.AsyncClient) -> AsyncIte
     """After start-up, the app's Redis client points at a port where nothing answers."""
     services = app.state.services
     original = services.redis
-    dead = Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.5)
+    dead = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
     services.redis = dead
     try:
         yield
@@ -103,7 +96,7 @@ async def test_not_ready_names_redis_when_it_is_unreachable(client: httpx.AsyncC
 async def test_ready_again_once_redis_is_back(app: FastAPI, client: httpx.AsyncClient) -> None:
     services = app.state.services
     original = services.redis
-    dead = Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.5)
+    dead = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
     services.redis = dead
     try:
         assert (await client.get("/ready")).status_code == 503

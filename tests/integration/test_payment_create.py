@@ -2,97 +2,29 @@
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from payments_api.app import create_app
 from payments_api.config.settings import Settings
-from tests.fixtures.factories import (
-    CreatedMerchant,
-    RegisteredUser,
-    admin_headers,
-    create_merchant,
-    register_user,
+from tests.fixtures.apps import running
+from tests.fixtures.factories import admin_headers, create_merchant, register_user, update_user
+from tests.fixtures.payments import (
+    PAYMENT_FIELDS,
+    PAYMENTS,
+    documents,
+    payment_body,
+    post_payment,
+    user_and_merchant,
+    with_idempotency_key,
 )
 
-PAYMENTS = "/api/v1/payments"
-PAYMENT_FIELDS = {
-    "paymentId",
-    "userId",
-    "merchantId",
-    "amount",
-    "currency",
-    "paymentMethod",
-    "productName",
-    "status",
-    "transactionId",
-    "refundedAmount",
-    "failureCode",
-    "failureMessage",
-    "cancelReason",
-    "createdAt",
-    "updatedAt",
-    "completedAt",
-    "cancelledAt",
-}
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
-
-_keys = itertools.count(1)
-
-
-def new_key() -> str:
-    return f"create-test-{next(_keys)}"
-
-
-def payment_body(merchant_id: str, amount: Any = 10_000, **fields: Any) -> dict[str, Any]:
-    return {
-        "amount": amount,
-        "merchantId": merchant_id,
-        "paymentMethod": "card",
-        "productName": "Iced Americano",
-        **fields,
-    }
-
-
-async def pay(
-    client: httpx.AsyncClient,
-    user: RegisteredUser,
-    body: dict[str, Any],
-    key: str | None = None,
-) -> httpx.Response:
-    headers = {**user.headers, "Idempotency-Key": key or new_key()}
-    return await client.post(PAYMENTS, json=body, headers=headers)
-
-
-async def user_and_merchant(client: httpx.AsyncClient) -> tuple[RegisteredUser, CreatedMerchant]:
-    return await register_user(client), await create_merchant(client)
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """An app on its own settings, started and stopped around the block."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as http,
-    ):
-        yield app, http
-
-
-async def documents(app: FastAPI, collection: str, **query: Any) -> list[dict[str, Any]]:
-    cursor = app.state.services.database[collection].find(query)
-    return [doc async for doc in cursor]
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -113,7 +45,9 @@ async def test_create_answers_201_with_the_full_completed_payment(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, 15_000))
+    response = await post_payment(
+        client, user, payment_body(merchant.merchant_id, 15_000, productName="Iced Americano")
+    )
 
     assert response.status_code == 201, response.text
     assert "Idempotent-Replayed" not in response.headers
@@ -144,7 +78,7 @@ async def test_create_keeps_the_currency_and_method_it_was_given(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(
+    response = await post_payment(
         client,
         user,
         payment_body(merchant.merchant_id, 1_000, currency="usd", paymentMethod="kakaopay_money"),
@@ -161,7 +95,7 @@ async def test_completed_payment_writes_one_ledger_record_and_one_completed_even
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, 12_345))
+    response = await post_payment(client, user, payment_body(merchant.merchant_id, 12_345))
 
     assert response.status_code == 201, response.text
     payment_id = response.json()["payment"]["paymentId"]
@@ -182,7 +116,8 @@ async def test_completed_payment_writes_one_ledger_record_and_one_completed_even
 
 async def test_completed_payment_is_readable_by_its_owner(client: httpx.AsyncClient) -> None:
     user, merchant = await user_and_merchant(client)
-    created = (await pay(client, user, payment_body(merchant.merchant_id))).json()["payment"]
+    made = await post_payment(client, user, payment_body(merchant.merchant_id))
+    created = made.json()["payment"]
 
     response = await client.get(f"{PAYMENTS}/{created['paymentId']}", headers=user.headers)
 
@@ -198,7 +133,7 @@ async def test_amount_ending_402_is_declined_with_the_failed_payment(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, 5_402))
+    response = await post_payment(client, user, payment_body(merchant.merchant_id, 5_402))
 
     body = assert_error(response, 402, "PAYMENT_DECLINED")
     payment = body["payment"]
@@ -259,7 +194,7 @@ async def test_idempotency_key_of_255_printable_characters_is_accepted(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id), key="~ !" * 85)
+    response = await post_payment(client, user, payment_body(merchant.merchant_id), key="~ !" * 85)
 
     assert response.status_code == 201, response.text
 
@@ -284,7 +219,7 @@ async def test_amount_that_is_not_a_positive_integer_is_422(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, amount))
+    response = await post_payment(client, user, payment_body(merchant.merchant_id, amount))
 
     body = assert_error(response, 422, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == "amount"
@@ -297,7 +232,7 @@ async def test_missing_amount_is_422_naming_amount(client: httpx.AsyncClient) ->
     body = payment_body(merchant.merchant_id)
     del body["amount"]
 
-    response = await pay(client, user, body)
+    response = await post_payment(client, user, body)
 
     assert assert_error(response, 422, "VALIDATION_ERROR")["details"][0]["field"] == "amount"
 
@@ -308,7 +243,9 @@ async def test_unknown_payment_method_is_422(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, paymentMethod=method))
+    response = await post_payment(
+        client, user, payment_body(merchant.merchant_id, paymentMethod=method)
+    )
 
     body = assert_error(response, 422, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == "paymentMethod"
@@ -328,7 +265,9 @@ async def test_product_name_outside_1_to_200_characters_is_422(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, productName=name))
+    response = await post_payment(
+        client, user, payment_body(merchant.merchant_id, productName=name)
+    )
 
     body = assert_error(response, 422, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == "productName"
@@ -338,7 +277,9 @@ async def test_product_name_outside_1_to_200_characters_is_422(
 async def test_product_name_of_200_characters_is_accepted(client: httpx.AsyncClient) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, productName="x" * 200))
+    response = await post_payment(
+        client, user, payment_body(merchant.merchant_id, productName="x" * 200)
+    )
 
     assert response.status_code == 201, response.text
     assert response.json()["payment"]["productName"] == "x" * 200
@@ -350,7 +291,9 @@ async def test_currency_that_is_not_a_three_letter_code_is_422(
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, currency=currency))
+    response = await post_payment(
+        client, user, payment_body(merchant.merchant_id, currency=currency)
+    )
 
     assert assert_error(response, 422, "VALIDATION_ERROR")["details"][0]["field"] == "currency"
 
@@ -361,8 +304,8 @@ async def test_amount_above_max_payment_amount_is_422_amount_too_large(
     async with running(make_settings(max_payment_amount=50_000)) as (app, client):
         user, merchant = await user_and_merchant(client)
 
-        at_max = await pay(client, user, payment_body(merchant.merchant_id, 50_000))
-        over = await pay(client, user, payment_body(merchant.merchant_id, 50_001))
+        at_max = await post_payment(client, user, payment_body(merchant.merchant_id, 50_000))
+        over = await post_payment(client, user, payment_body(merchant.merchant_id, 50_001))
 
         assert at_max.status_code == 201, at_max.text
         assert_error(over, 422, "AMOUNT_TOO_LARGE")
@@ -373,7 +316,7 @@ async def test_amount_above_max_payment_amount_is_422_amount_too_large(
 async def test_default_max_payment_amount_is_ten_million(client: httpx.AsyncClient) -> None:
     user, merchant = await user_and_merchant(client)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id, 10_000_001))
+    response = await post_payment(client, user, payment_body(merchant.merchant_id, 10_000_001))
 
     assert_error(response, 422, "AMOUNT_TOO_LARGE")
 
@@ -386,7 +329,7 @@ async def test_unknown_merchant_is_404_merchant_not_found(
 ) -> None:
     user = await register_user(client)
 
-    response = await pay(client, user, payment_body("mch_01HZZZZZZZZZZZZZZZZZZZZZZZ"))
+    response = await post_payment(client, user, payment_body("mch_01HZZZZZZZZZZZZZZZZZZZZZZZ"))
 
     assert_error(response, 404, "MERCHANT_NOT_FOUND")
     assert await documents(app, "payments") == []
@@ -398,13 +341,9 @@ async def test_deactivated_user_with_an_earlier_token_is_403_user_inactive(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     user, merchant = await user_and_merchant(client)
-    admin = await admin_headers(client)
-    patched = await client.patch(
-        f"/api/v1/users/{user.user_id}", json={"isActive": False}, headers=admin
-    )
-    assert patched.status_code == 200, patched.text
+    await update_user(client, await admin_headers(client), user.user_id, isActive=False)
 
-    response = await pay(client, user, payment_body(merchant.merchant_id))
+    response = await post_payment(client, user, payment_body(merchant.merchant_id))
 
     assert_error(response, 403, "USER_INACTIVE")
     assert await documents(app, "payments") == []
@@ -420,7 +359,7 @@ async def test_merchant_api_key_may_not_create_a_payment(
     response = await client.post(
         PAYMENTS,
         json=payment_body(merchant.merchant_id),
-        headers={**merchant.headers, "Idempotency-Key": new_key()},
+        headers=with_idempotency_key(merchant.headers),
     )
 
     assert_error(response, 403, "FORBIDDEN")
@@ -431,7 +370,7 @@ async def test_create_without_credentials_is_401(client: httpx.AsyncClient) -> N
     merchant = await create_merchant(client)
 
     response = await client.post(
-        PAYMENTS, json=payment_body(merchant.merchant_id), headers={"Idempotency-Key": new_key()}
+        PAYMENTS, json=payment_body(merchant.merchant_id), headers=with_idempotency_key({})
     )
 
     assert_error(response, 401, "UNAUTHORIZED")

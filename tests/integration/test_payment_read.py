@@ -14,7 +14,16 @@ import pytest
 from fastapi import FastAPI
 
 from tests.fixtures.factories import create_merchant, register_user
-from tests.fixtures.payments import Shop, cancel, open_shop, pay, read, refund
+from tests.fixtures.payments import (
+    PAYMENT_FIELDS,
+    Shop,
+    cancel,
+    open_shop,
+    open_shop_and_pay,
+    pay,
+    read,
+    refund,
+)
 
 SEOUL = ZoneInfo("Asia/Seoul")
 UNKNOWN_PAYMENT_ID = "pay_01HZZZZZZZZZZZZZZZZZZZZZZZ"
@@ -58,8 +67,7 @@ async def cached(app: FastAPI, payment_id: str) -> dict[str, Any] | None:
 
 
 async def test_owner_merchant_and_admin_read_the_payment(client: httpx.AsyncClient) -> None:
-    shop = await open_shop(client)
-    created = await pay(client, shop.user, shop.merchant.merchant_id, 12_000)
+    shop, created = await open_shop_and_pay(client, 12_000)
 
     for headers in (shop.user.headers, shop.merchant.headers, shop.admin):
         response = await client.get(f"/api/v1/payments/{created['paymentId']}", headers=headers)
@@ -70,30 +78,11 @@ async def test_owner_merchant_and_admin_read_the_payment(client: httpx.AsyncClie
 
 
 async def test_every_field_of_the_payment_is_present(client: httpx.AsyncClient) -> None:
-    shop = await open_shop(client)
-    created = await pay(client, shop.user, shop.merchant.merchant_id, 12_000)
+    shop, created = await open_shop_and_pay(client, 12_000)
 
     payment = await read(client, shop.user.headers, created["paymentId"])
 
-    assert set(payment) == {
-        "paymentId",
-        "userId",
-        "merchantId",
-        "amount",
-        "currency",
-        "paymentMethod",
-        "productName",
-        "status",
-        "transactionId",
-        "refundedAmount",
-        "failureCode",
-        "failureMessage",
-        "cancelReason",
-        "createdAt",
-        "updatedAt",
-        "completedAt",
-        "cancelledAt",
-    }
+    assert set(payment) == PAYMENT_FIELDS
     assert payment["paymentId"].startswith("pay_")
     assert payment["userId"] == shop.user.user_id
     assert payment["merchantId"] == shop.merchant.merchant_id
@@ -110,8 +99,8 @@ async def test_every_field_of_the_payment_is_present(client: httpx.AsyncClient) 
 async def test_anyone_else_gets_the_same_404_as_for_an_unknown_id(
     client: httpx.AsyncClient, app: FastAPI, cache: str
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id))["paymentId"]
+    shop, payment = await open_shop_and_pay(client)
+    payment_id = payment["paymentId"]
     stranger = await register_user(client)
     other_merchant = await create_merchant(client, shop.admin)
     if cache == "warm":
@@ -135,10 +124,9 @@ async def test_anyone_else_gets_the_same_404_as_for_an_unknown_id(
 
 
 async def test_reading_needs_credentials(client: httpx.AsyncClient) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id))["paymentId"]
+    _, payment = await open_shop_and_pay(client)
 
-    response = await client.get(f"/api/v1/payments/{payment_id}")
+    response = await client.get(f"/api/v1/payments/{payment['paymentId']}")
 
     assert response.status_code == 401
     assert response.json()["error"] == "UNAUTHORIZED"
@@ -147,8 +135,8 @@ async def test_reading_needs_credentials(client: httpx.AsyncClient) -> None:
 async def test_a_read_served_from_the_cache_equals_the_first(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id))["paymentId"]
+    shop, payment = await open_shop_and_pay(client)
+    payment_id = payment["paymentId"]
     await forget_cached(app, payment_id)
 
     first = await read(client, shop.user.headers, payment_id)
@@ -166,8 +154,8 @@ async def test_cached_reads_answer_byte_for_byte_like_the_route_and_are_counted_
     """The cached read answered at the edge (caller and cache entry already in hand) is the
     same response the route gives, is logged against the caller and counted under the route
     template in /metrics."""
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id))["paymentId"]
+    shop, payment = await open_shop_and_pay(client)
+    payment_id = payment["paymentId"]
     await forget_cached(app, payment_id)
 
     slow = await client.get(f"/api/v1/payments/{payment_id}", headers=shop.user.headers)
@@ -193,8 +181,8 @@ async def test_cached_reads_answer_byte_for_byte_like_the_route_and_are_counted_
 
 
 async def test_a_read_right_after_a_cancel_shows_it_cancelled(client: httpx.AsyncClient) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 15_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 15_000)
+    payment_id = payment["paymentId"]
     before = await read(client, shop.user.headers, payment_id)  # now cached as completed
     await read(client, shop.merchant.headers, payment_id)
 
@@ -213,8 +201,8 @@ async def test_a_read_right_after_a_cancel_shows_it_cancelled(client: httpx.Asyn
 async def test_a_read_right_after_a_refund_shows_the_new_amounts(
     client: httpx.AsyncClient,
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
     await read(client, shop.user.headers, payment_id)
     await read(client, shop.merchant.headers, payment_id)
 
@@ -391,8 +379,7 @@ async def test_the_status_filter_keeps_only_that_status(client: httpx.AsyncClien
 
 
 async def test_dates_are_whole_business_days_in_seoul_inclusive(client: httpx.AsyncClient) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
     today = parse_instant(payment["createdAt"]).astimezone(SEOUL).date()
     yesterday, tomorrow = today - timedelta(days=1), today + timedelta(days=1)
 
@@ -420,8 +407,7 @@ async def test_dates_are_whole_business_days_in_seoul_inclusive(client: httpx.As
 
 
 async def test_date_times_are_inclusive_at_both_ends(client: httpx.AsyncClient) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id)
+    shop, payment = await open_shop_and_pay(client)
     created = parse_instant(payment["createdAt"])
     ms = timedelta(milliseconds=1)
     in_seoul = created.astimezone(SEOUL).isoformat(timespec="milliseconds")

@@ -4,40 +4,24 @@ server process shares one budget. Every app here runs with RATE_LIMIT=5/minute."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from payments_api.app import create_app
 from payments_api.config.settings import Settings
-from tests.conftest import LogCapture
+from tests.fixtures.apps import CLIENT_PEER, LogCapture, running
 from tests.fixtures.factories import admin_headers, create_merchant, register_user
 
 LIMIT = 5
-PEER = "203.0.113.7"  # the peer address every test client here reports
+PEER = CLIENT_PEER[0]  # the peer address every test client here reports
 ANONYMOUS_ROUTE = "/api/v1/users/me"  # answers 401 without credentials, 200 with a user token
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings(rate_limit=f"{LIMIT}/minute")
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """Another app on `settings` (the same throwaway Redis), with its own lifespan."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app, client=(PEER, 50000)),
-            base_url="http://testserver",
-        ) as http,
-    ):
-        yield http
 
 
 def remaining(response: httpx.Response) -> int:
@@ -200,7 +184,7 @@ async def test_x_forwarded_for_is_honoured_behind_a_trusted_proxy(
     settings = make_settings(rate_limit=f"{LIMIT}/minute", trusted_proxies=[trusted])
     alice = {"X-Forwarded-For": "198.51.100.1"}
     bob = {"X-Forwarded-For": "198.51.100.2"}
-    async with running(settings) as client:
+    async with running(settings, CLIENT_PEER) as (_, client):
         await spend(client, LIMIT, alice)
         assert_limited(await client.get(ANONYMOUS_ROUTE, headers=alice))
         # a client cannot escape by prepending a forged hop: the proxy appended the real one
@@ -238,8 +222,8 @@ async def test_a_rate_limit_hit_is_logged_as_a_security_event(
 
 async def test_two_app_instances_on_one_redis_share_the_budget(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(running(settings))
-        second = await stack.enter_async_context(running(settings))
+        _, first = await stack.enter_async_context(running(settings, CLIENT_PEER))
+        _, second = await stack.enter_async_context(running(settings, CLIENT_PEER))
 
         on_first = await spend(first, 3)
         on_second = await spend(second, 2)
@@ -252,7 +236,7 @@ async def test_two_app_instances_on_one_redis_share_the_budget(settings: Setting
 
 
 async def test_the_limit_comes_from_the_setting(make_settings: Callable[..., Settings]) -> None:
-    async with running(make_settings(rate_limit="2/minute")) as client:
+    async with running(make_settings(rate_limit="2/minute"), CLIENT_PEER) as (_, client):
         responses = [await client.get(ANONYMOUS_ROUTE) for _ in range(3)]
 
     assert [r.status_code for r in responses] == [401, 401, 429]

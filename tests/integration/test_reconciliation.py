@@ -34,13 +34,14 @@ from tests.fixtures.payments import (
     events_of,
     ledger_of,
     open_shop,
+    open_shop_and_pay,
     pay,
     read,
     refund,
     slow_gateway,
+    stats_of,
 )
 
-STATS = "/api/v1/users/me/stats"
 _keys = itertools.count(1)
 
 
@@ -90,13 +91,6 @@ async def last_change(app: FastAPI, payment_id: str) -> datetime:
     return updated
 
 
-async def stats(client: httpx.AsyncClient, shop: Shop) -> dict[str, Any]:
-    response = await client.get(STATS, headers=shop.user.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()["stats"]
-    return body
-
-
 async def abandoned_payment(app: FastAPI, shop: Shop, amount: int) -> Payment:
     """A payment as the create flow leaves it just before asking the gateway: recorded
     `pending`, its daily-limit hold taken — and then the process died."""
@@ -128,6 +122,16 @@ async def abandoned_payment(app: FastAPI, shop: Shop, amount: int) -> Payment:
     )
     await payments_model.insert(services.database, payment)
     return payment
+
+
+async def charged_at_gateway(app: FastAPI, payment: Payment) -> Any:
+    """What the gateway answers when asked to charge `payment`, as the dead process had."""
+    return await app.state.services.gateway.charge(
+        payment_id=payment.id,
+        amount=payment.amount,
+        currency=payment.currency,
+        payment_method=payment.payment_method,
+    )
 
 
 async def daily_holds(app: FastAPI, shop: Shop) -> dict[str, Any]:
@@ -233,7 +237,7 @@ async def test_timed_out_payment_is_completed_only_after_the_reconcile_delay(
     assert [e["type"] for e in events] == ["payment.completed"]
     assert events[0]["data"]["payment"]["status"] == "completed"
     assert sandbox(app).charges_made == 1  # asked, never charged again
-    totals = await stats(client, shop)
+    totals = await stats_of(client, shop.user)
     assert totals["totalTransactions"] == 1
     assert totals["totalAmount"] == 10_408
     assert totals["todaySpent"] == 10_408
@@ -245,9 +249,7 @@ async def test_payment_approved_before_the_process_died_is_completed(
 ) -> None:
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 12_000)
-    charged = await app.state.services.gateway.charge(
-        payment_id=payment.id, amount=12_000, currency="KRW", payment_method="card"
-    )
+    charged = await charged_at_gateway(app, payment)
     assert charged.outcome == "approved"
 
     reconciler = reconciler_for(app, Clock(payment.updated_at + reconcile_after(app)))
@@ -260,7 +262,7 @@ async def test_payment_approved_before_the_process_died_is_completed(
     assert (record["type"], record["amount"]) == ("payment", 12_000)
     assert len(await events_of(app, payment.id, "payment.completed")) == 1
     assert len(await documents(app, "events", paymentId=payment.id)) == 1
-    totals = await stats(client, shop)
+    totals = await stats_of(client, shop.user)
     assert (totals["totalTransactions"], totals["totalAmount"]) == (1, 12_000)
     assert totals["todaySpent"] == 12_000
     assert sandbox(app).charges_made == 1
@@ -272,7 +274,7 @@ async def test_payment_the_gateway_never_charged_fails_and_releases_its_hold(
 ) -> None:
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 15_000)
-    assert (await stats(client, shop))["todaySpent"] == 15_000
+    assert (await stats_of(client, shop.user))["todaySpent"] == 15_000
 
     reconciler = reconciler_for(app, Clock(payment.updated_at + reconcile_after(app)))
     assert await reconciler.run_once() == 1
@@ -287,7 +289,7 @@ async def test_payment_the_gateway_never_charged_fails_and_releases_its_hold(
     holds = await daily_holds(app, shop)
     assert holds["spent"] == 0
     assert payment.id not in holds["holds"]
-    totals = await stats(client, shop)
+    totals = await stats_of(client, shop.user)
     assert (totals["todaySpent"], totals["totalTransactions"]) == (0, 0)
     # Reconciliation asks; it never charges.
     assert payment.id not in sandbox(app).charges
@@ -297,9 +299,7 @@ async def test_payment_the_gateway_never_charged_fails_and_releases_its_hold(
 async def test_payment_the_gateway_declined_fails(client: httpx.AsyncClient, app: FastAPI) -> None:
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 10_402)
-    declined = await app.state.services.gateway.charge(
-        payment_id=payment.id, amount=10_402, currency="KRW", payment_method="card"
-    )
+    declined = await charged_at_gateway(app, payment)
     assert declined.outcome == "declined"
 
     reconciler = reconciler_for(app, Clock(payment.updated_at + reconcile_after(app)))
@@ -318,9 +318,7 @@ async def test_payment_the_gateway_declined_fails(client: httpx.AsyncClient, app
 async def test_reconciling_twice_settles_once(client: httpx.AsyncClient, app: FastAPI) -> None:
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 11_000)
-    await app.state.services.gateway.charge(
-        payment_id=payment.id, amount=11_000, currency="KRW", payment_method="card"
-    )
+    await charged_at_gateway(app, payment)
     clock = Clock(payment.updated_at + reconcile_after(app))
 
     assert await reconciler_for(app, clock).run_once() == 1
@@ -329,7 +327,7 @@ async def test_reconciling_twice_settles_once(client: httpx.AsyncClient, app: Fa
 
     assert len(await ledger_of(app, payment.id)) == 1
     assert len(await documents(app, "events", paymentId=payment.id)) == 1
-    assert (await stats(client, shop))["totalTransactions"] == 1
+    assert (await stats_of(client, shop.user))["totalTransactions"] == 1
 
 
 async def test_two_reconcilers_at_once_settle_once_and_ask_the_gateway_once(
@@ -337,9 +335,7 @@ async def test_two_reconcilers_at_once_settle_once_and_ask_the_gateway_once(
 ) -> None:
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 11_000)
-    await app.state.services.gateway.charge(
-        payment_id=payment.id, amount=11_000, currency="KRW", payment_method="card"
-    )
+    await charged_at_gateway(app, payment)
     lookups = charge_lookups(app)
     slow_gateway(app)  # each lookup waits on the "network", so the two reconcilers overlap
     clock = Clock(payment.updated_at + reconcile_after(app))
@@ -354,7 +350,7 @@ async def test_two_reconcilers_at_once_settle_once_and_ask_the_gateway_once(
     assert (await stored_payment(app, payment.id))["status"] == "completed"
     assert len(await ledger_of(app, payment.id)) == 1
     assert len(await documents(app, "events", paymentId=payment.id)) == 1
-    totals = await stats(client, shop)
+    totals = await stats_of(client, shop.user)
     assert (totals["totalTransactions"], totals["totalAmount"]) == (1, 11_000)
 
 
@@ -363,9 +359,7 @@ async def test_a_dead_reconcilers_lease_is_taken_over_only_after_it_expires(
 ) -> None:
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 11_000)
-    await app.state.services.gateway.charge(
-        payment_id=payment.id, amount=11_000, currency="KRW", payment_method="card"
-    )
+    await charged_at_gateway(app, payment)
     clock = Clock(payment.updated_at + reconcile_after(app))
     held = await payments_model.claim_stale(
         app.state.services.database,
@@ -396,8 +390,7 @@ async def test_a_dead_reconcilers_lease_is_taken_over_only_after_it_expires(
 async def test_half_done_refund_is_finished_by_reconciliation(
     client: httpx.AsyncClient, app: FastAPI, reached: bool
 ) -> None:
-    shop = await open_shop(client)
-    paid = await pay(client, shop.user, shop.merchant.merchant_id, 10_000)
+    shop, paid = await open_shop_and_pay(client, 10_000)
     payment_id = paid["paymentId"]
     lossy = LostAnswers(app, reached=reached)
 
@@ -444,8 +437,7 @@ async def test_half_done_refund_is_finished_by_reconciliation(
 async def test_half_done_cancel_is_finished_by_reconciliation(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    paid = await pay(client, shop.user, shop.merchant.merchant_id, 10_000)
+    shop, paid = await open_shop_and_pay(client, 10_000)
     payment_id = paid["paymentId"]
     lossy = LostAnswers(app, reached=True)
     response = await cancel(client, shop.user, payment_id)
@@ -461,15 +453,14 @@ async def test_half_done_cancel_is_finished_by_reconciliation(
     assert settled["status"] == "cancelled"
     assert len(await events_of(app, payment_id, "payment.cancelled")) == 1
     assert sorted(r["type"] for r in await ledger_of(app, payment_id)) == ["cancel", "payment"]
-    assert (await stats(client, shop))["todaySpent"] == 0
+    assert (await stats_of(client, shop.user))["todaySpent"] == 0
     await assert_money_agrees(app, settled)
 
 
 async def test_refund_that_never_reserved_its_amount_is_marked_failed(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    paid = await pay(client, shop.user, shop.merchant.merchant_id, 10_000)
+    shop, paid = await open_shop_and_pay(client, 10_000)
     created = utcnow()
     orphan = Refund(
         id=ids.refund_id(),

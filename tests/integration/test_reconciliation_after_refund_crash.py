@@ -10,14 +10,13 @@ from fastapi import FastAPI
 
 from payments_api.services.reconciliation import Reconciler
 from payments_api.utils.clock import utcnow
-from tests.fixtures.payments import collection, events_of, ledger_of, open_shop, pay, refund
+from tests.fixtures.payments import collection, events_of, ledger_of, open_shop_and_pay, refund
 
 
 async def test_a_refund_that_died_after_its_ledger_record_gets_its_status_and_event(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id, 10_000)
+    shop, payment = await open_shop_and_pay(client, 10_000)
     response = await refund(client, shop.merchant.headers, payment["paymentId"], 4_000)
     assert response.status_code == 200, response.text
     refund_id = response.json()["refund"]["refundId"]

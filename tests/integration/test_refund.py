@@ -20,18 +20,15 @@ from tests.fixtures.payments import (
     ledger_net,
     ledger_of,
     open_shop,
+    open_shop_and_pay,
     pay,
     read,
     refund,
     sandbox_charge,
+    with_idempotency_key,
 )
 
 UNKNOWN_PAYMENT_ID = "pay_01HZZZZZZZZZZZZZZZZZZZZZZZ"
-
-
-async def paid(client: httpx.AsyncClient, amount: int = 10_000) -> tuple[Shop, dict[str, Any]]:
-    shop = await open_shop(client)
-    return shop, await pay(client, shop.user, shop.merchant.merchant_id, amount)
 
 
 async def assert_nothing_refunded(
@@ -56,7 +53,7 @@ async def assert_nothing_refunded(
 async def test_the_merchant_refunds_part_of_a_payment(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await refund(
         client, shop.merchant.headers, payment["paymentId"], 3_000, "Damaged box"
@@ -89,7 +86,7 @@ async def test_the_merchant_refunds_part_of_a_payment(
 
 
 async def test_no_amount_refunds_all_that_is_left(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     assert (
         await refund(client, shop.merchant.headers, payment["paymentId"], 3_000)
     ).status_code == 200
@@ -107,7 +104,7 @@ async def test_no_amount_refunds_all_that_is_left(client: httpx.AsyncClient, app
 async def test_no_amount_on_a_fresh_payment_refunds_it_all(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop, payment = await paid(client, 12_345)
+    shop, payment = await open_shop_and_pay(client, 12_345)
 
     response = await refund(client, shop.merchant.headers, payment["paymentId"])
 
@@ -124,7 +121,7 @@ async def test_no_amount_on_a_fresh_payment_refunds_it_all(
 async def test_more_than_is_left_is_a_422_with_the_available_amount(
     client: httpx.AsyncClient, app: FastAPI, first: int, asked: int, available: int
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     if first:
         assert (
             await refund(client, shop.merchant.headers, payment["paymentId"], first)
@@ -172,7 +169,7 @@ async def test_a_payment_that_is_not_refundable_is_a_409(
 
 
 async def test_an_admin_may_refund(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await refund(client, shop.admin, payment["paymentId"], 2_500, "Goodwill")
 
@@ -184,7 +181,7 @@ async def test_an_admin_may_refund(client: httpx.AsyncClient, app: FastAPI) -> N
 
 
 async def test_the_owning_user_may_not_refund(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await refund(client, shop.user.headers, payment["paymentId"], 1_000)
 
@@ -194,7 +191,7 @@ async def test_the_owning_user_may_not_refund(client: httpx.AsyncClient, app: Fa
 
 
 async def test_another_merchant_or_user_gets_a_404(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     rival = await create_merchant(client, shop.admin)
     stranger = await register_user(client)
 
@@ -209,7 +206,7 @@ async def test_another_merchant_or_user_gets_a_404(client: httpx.AsyncClient, ap
 
 
 async def test_a_refund_needs_credentials(client: httpx.AsyncClient) -> None:
-    _, payment = await paid(client)
+    _, payment = await open_shop_and_pay(client)
 
     response = await client.post(
         f"/api/v1/payments/{payment['paymentId']}/refund", json={"reason": "no one"}
@@ -222,7 +219,7 @@ async def test_a_refund_needs_credentials(client: httpx.AsyncClient) -> None:
 
 
 async def test_the_refunds_are_listed_for_the_payments_readers(client: httpx.AsyncClient) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     made = []
     for amount, reason in ((1_000, "First"), (2_000, "Second")):
         response = await refund(client, shop.merchant.headers, payment["paymentId"], amount, reason)
@@ -238,7 +235,7 @@ async def test_the_refunds_are_listed_for_the_payments_readers(client: httpx.Asy
 
 
 async def test_a_payment_without_refunds_lists_none(client: httpx.AsyncClient) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await client.get(
         f"/api/v1/payments/{payment['paymentId']}/refunds", headers=shop.user.headers
@@ -249,7 +246,7 @@ async def test_a_payment_without_refunds_lists_none(client: httpx.AsyncClient) -
 
 
 async def test_others_cannot_list_the_refunds(client: httpx.AsyncClient) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     assert (
         await refund(client, shop.merchant.headers, payment["paymentId"], 1_000)
     ).status_code == 200
@@ -275,7 +272,7 @@ async def test_others_cannot_list_the_refunds(client: httpx.AsyncClient) -> None
 async def test_the_ledger_agrees_after_every_refund(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop, payment = await paid(client, 20_000)
+    shop, payment = await open_shop_and_pay(client, 20_000)
     payment_id = payment["paymentId"]
     assert await ledger_net(app, payment_id) == 20_000
 
@@ -297,7 +294,7 @@ async def test_the_ledger_agrees_after_every_refund(
 
 
 async def test_one_refunded_event_per_refund(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     payment_id = payment["paymentId"]
 
     for amount in (1_000, 2_000, 3_000):
@@ -328,7 +325,7 @@ async def _keyed_refund(
     return await client.post(
         f"/api/v1/payments/{payment_id}/refund",
         json=body,
-        headers={**headers, "Idempotency-Key": key},
+        headers=with_idempotency_key(headers, key),
     )
 
 
@@ -338,7 +335,7 @@ async def _keyed_refund(
 async def test_the_same_key_and_body_replay_the_same_refund(
     client: httpx.AsyncClient, app: FastAPI, body: dict[str, Any]
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     payment_id = payment["paymentId"]
 
     first = await _keyed_refund(client, shop.merchant.headers, payment_id, "refund-key-1", body)
@@ -362,7 +359,7 @@ async def test_the_same_key_and_body_replay_the_same_refund(
 async def test_the_same_key_with_another_body_is_a_422(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     payment_id = payment["paymentId"]
     body = {"amount": 3_000, "reason": "Late delivery"}
     first = await _keyed_refund(client, shop.merchant.headers, payment_id, "refund-key-2", body)
@@ -389,7 +386,7 @@ async def test_the_same_key_with_another_body_is_a_422(
 async def test_the_same_key_on_another_payment_is_a_422(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     second = await pay(client, shop.user, shop.merchant.merchant_id)
     body = {"amount": 3_000, "reason": "Late delivery"}
     first = await _keyed_refund(
@@ -418,7 +415,7 @@ async def test_a_refund_is_replayed_even_after_redis_forgets_the_key(
 ) -> None:
     """The refunds collection is the last line of defence when Redis forgets a key, as the
     payments collection is for payments: the replay still answers the refund it made."""
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     payment_id = payment["paymentId"]
     first = await _keyed_refund(client, shop.merchant.headers, payment_id, "remembered", body)
     assert first.status_code == 200, first.text
@@ -437,7 +434,7 @@ async def test_a_refund_is_replayed_even_after_redis_forgets_the_key(
 async def test_a_refund_replayed_from_the_database_says_it_was_replayed(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
     body = {"amount": 3_000, "reason": "Late delivery"}
     first = await _keyed_refund(
         client, shop.merchant.headers, payment["paymentId"], "remembered", body
@@ -457,7 +454,7 @@ async def test_a_refund_replayed_from_the_database_says_it_was_replayed(
 async def test_a_malformed_idempotency_key_is_a_400(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await _keyed_refund(
         client, shop.merchant.headers, payment["paymentId"], "x" * 256, {"reason": "too long"}
@@ -475,7 +472,7 @@ async def test_a_malformed_idempotency_key_is_a_400(
 async def test_an_amount_that_is_not_a_positive_integer_is_a_422(
     client: httpx.AsyncClient, app: FastAPI, amount: Any
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await refund(client, shop.merchant.headers, payment["paymentId"], amount)
 
@@ -489,7 +486,7 @@ async def test_an_amount_that_is_not_a_positive_integer_is_a_422(
 async def test_a_reason_is_required(
     client: httpx.AsyncClient, app: FastAPI, body: dict[str, Any]
 ) -> None:
-    shop, payment = await paid(client)
+    shop, payment = await open_shop_and_pay(client)
 
     response = await client.post(
         f"/api/v1/payments/{payment['paymentId']}/refund", json=body, headers=shop.merchant.headers

@@ -20,21 +20,21 @@ from tests.fixtures.payments import (
     events_of,
     ledger_net,
     ledger_of,
-    open_shop,
+    open_shop_and_pay,
     pay,
     read,
     refund,
     sandbox_charge,
     slow_gateway,
     succeeded_refunds,
+    with_idempotency_key,
 )
 
 
 async def test_ten_racing_refunds_never_exceed_the_amount(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id, 10_000)
+    shop, payment = await open_shop_and_pay(client, 10_000)
     payment_id = payment["paymentId"]
 
     slow_gateway(app)
@@ -68,8 +68,8 @@ async def test_ten_racing_refunds_never_exceed_the_amount(
 async def test_racing_refunds_of_everything_left_refund_it_once(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
 
     slow_gateway(app)
     responses = await asyncio.gather(
@@ -90,9 +90,9 @@ async def test_racing_refunds_of_everything_left_refund_it_once(
 async def test_racing_refunds_with_one_idempotency_key_refund_once(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
-    headers = {**shop.merchant.headers, "Idempotency-Key": "one-refund-only"}
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
+    headers = with_idempotency_key(shop.merchant.headers, "one-refund-only")
 
     slow_gateway(app)
     responses = await asyncio.gather(
@@ -126,8 +126,7 @@ async def test_racing_refunds_with_one_idempotency_key_refund_once(
 async def test_a_cancel_racing_a_refund_has_exactly_one_winner(
     client: httpx.AsyncClient, app: FastAPI, first: str, refund_amount: int | None
 ) -> None:
-    shop = await open_shop(client)
-    payment = await pay(client, shop.user, shop.merchant.merchant_id, 10_000)
+    shop, payment = await open_shop_and_pay(client, 10_000)
     payment_id = payment["paymentId"]
 
     def cancelling() -> Any:
@@ -170,8 +169,7 @@ async def test_a_cancel_racing_a_refund_has_exactly_one_winner(
 
 
 async def test_racing_cancels_cancel_once(client: httpx.AsyncClient, app: FastAPI) -> None:
-    shop = await open_shop(client)
-    kept = await pay(client, shop.user, shop.merchant.merchant_id, 4_000)
+    shop, kept = await open_shop_and_pay(client, 4_000)
     payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
 
     slow_gateway(app)
@@ -199,8 +197,8 @@ async def test_racing_cancels_cancel_once(client: httpx.AsyncClient, app: FastAP
 async def test_a_cancel_while_a_refund_waits_on_the_gateway_is_refused(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
     gate = GatewayGate(app)
     refunding = await gate.catch(refund(client, shop.merchant.headers, payment_id, 3_000))
 
@@ -221,8 +219,8 @@ async def test_a_cancel_while_a_refund_waits_on_the_gateway_is_refused(
 async def test_a_refund_while_a_cancel_waits_on_the_gateway_is_refused(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
     gate = GatewayGate(app)
     cancelling = await gate.catch(cancel(client, shop.user, payment_id))
 
@@ -245,8 +243,8 @@ async def test_a_refund_in_flight_is_not_shown_before_it_succeeds(
     """While a refund waits on the gateway nothing has been refunded yet: readers see the
     last committed state (completed, refundedAmount 0), never a refundedAmount that the
     status contradicts and that may still be taken back if the gateway refuses."""
-    shop = await open_shop(client)
-    payment_id = (await pay(client, shop.user, shop.merchant.merchant_id, 10_000))["paymentId"]
+    shop, payment = await open_shop_and_pay(client, 10_000)
+    payment_id = payment["paymentId"]
     await read(client, shop.user.headers, payment_id)
     gate = GatewayGate(app)
     refunding = await gate.catch(refund(client, shop.merchant.headers, payment_id, 3_000))

@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LogCapture
+from tests.fixtures.apps import CLIENT_PEER, LogCapture
 from tests.fixtures.factories import create_merchant, register_user
 
-CLIENT_IP = "203.0.113.7"  # the peer address the `client` fixture's transport reports
+CLIENT_IP = CLIENT_PEER[0]  # the peer address the `client` fixture's transport reports
 
 
 def is_sane_request_id(value: str) -> bool:

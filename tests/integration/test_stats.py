@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 
-from payments_api.app import create_app
 from payments_api.config.settings import Settings
+from tests.fixtures.apps import running
 from tests.fixtures.factories import (
     RegisteredUser,
     admin_headers,
     create_merchant,
     register_user,
+    update_user,
 )
+from tests.fixtures.payments import payment_body, post_payment, user_and_merchant
 
-PAYMENTS = "/api/v1/payments"
 STATS = "/api/v1/users/me/stats"
 STATS_FIELDS = {
     "totalTransactions",
@@ -34,26 +31,12 @@ STATS_FIELDS = {
 }
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
-_keys = itertools.count(1)
 
-
-def payment_body(merchant_id: str, amount: int) -> dict[str, Any]:
-    return {
-        "amount": amount,
-        "merchantId": merchant_id,
-        "paymentMethod": "card",
-        "productName": "Latte",
-    }
-
-
-async def pay(
+async def attempt(
     client: httpx.AsyncClient, user: RegisteredUser, merchant_id: str, amount: int
 ) -> httpx.Response:
-    return await client.post(
-        PAYMENTS,
-        json=payment_body(merchant_id, amount),
-        headers={**user.headers, "Idempotency-Key": f"stats-test-{next(_keys)}"},
-    )
+    """`user` tries to pay `amount`: the answer, whatever it is."""
+    return await post_payment(client, user, payment_body(merchant_id, amount))
 
 
 async def get_stats(client: httpx.AsyncClient, user: RegisteredUser) -> dict[str, Any]:
@@ -64,19 +47,6 @@ async def get_stats(client: httpx.AsyncClient, user: RegisteredUser) -> dict[str
     assert set(body["stats"]) == STATS_FIELDS
     stats: dict[str, Any] = body["stats"]
     return stats
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """An app on its own settings, started and stopped around the block."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as http,
-    ):
-        yield app, http
 
 
 async def test_new_user_has_zero_stats_and_the_default_limit(
@@ -110,11 +80,10 @@ async def test_new_user_limit_follows_default_daily_limit(
 
 
 async def test_stats_add_up_completed_payments(client: httpx.AsyncClient) -> None:
-    user = await register_user(client)
-    merchant = await create_merchant(client)
+    user, merchant = await user_and_merchant(client)
     await get_stats(client, user)  # fills the stats cache before the payments
-    first = await pay(client, user, merchant.merchant_id, 12_000)
-    second = await pay(client, user, merchant.merchant_id, 30_500)
+    first = await attempt(client, user, merchant.merchant_id, 12_000)
+    second = await attempt(client, user, merchant.merchant_id, 30_500)
     assert first.status_code == 201, first.text
     assert second.status_code == 201, second.text
 
@@ -133,12 +102,11 @@ async def test_stats_add_up_completed_payments(client: httpx.AsyncClient) -> Non
 
 
 async def test_declined_payment_counts_in_no_stat(client: httpx.AsyncClient) -> None:
-    user = await register_user(client)
-    merchant = await create_merchant(client)
-    assert (await pay(client, user, merchant.merchant_id, 10_000)).status_code == 201
+    user, merchant = await user_and_merchant(client)
+    assert (await attempt(client, user, merchant.merchant_id, 10_000)).status_code == 201
     before = await get_stats(client, user)
 
-    declined = await pay(client, user, merchant.merchant_id, 9_402)
+    declined = await attempt(client, user, merchant.merchant_id, 9_402)
 
     assert declined.status_code == 402, declined.text
     assert await get_stats(client, user) == before
@@ -148,7 +116,7 @@ async def test_stats_are_the_callers_own(client: httpx.AsyncClient) -> None:
     payer = await register_user(client)
     other = await register_user(client)
     merchant = await create_merchant(client)
-    assert (await pay(client, payer, merchant.merchant_id, 10_000)).status_code == 201
+    assert (await attempt(client, payer, merchant.merchant_id, 10_000)).status_code == 201
 
     stats = await get_stats(client, other)
 
@@ -157,18 +125,12 @@ async def test_stats_are_the_callers_own(client: httpx.AsyncClient) -> None:
 
 
 async def test_stats_show_a_daily_limit_changed_by_an_admin(client: httpx.AsyncClient) -> None:
-    user = await register_user(client)
-    merchant = await create_merchant(client)
-    assert (await pay(client, user, merchant.merchant_id, 10_000)).status_code == 201
+    user, merchant = await user_and_merchant(client)
+    assert (await attempt(client, user, merchant.merchant_id, 10_000)).status_code == 201
     cached = await get_stats(client, user)  # the stats are now cached with the old limit
     assert cached["dailyLimit"] == 2_000_000
 
-    patched = await client.patch(
-        f"/api/v1/users/{user.user_id}",
-        json={"dailyLimit": 300_000},
-        headers=await admin_headers(client),
-    )
-    assert patched.status_code == 200, patched.text
+    await update_user(client, await admin_headers(client), user.user_id, dailyLimit=300_000)
 
     stats = await get_stats(client, user)
     assert stats["dailyLimit"] == 300_000
@@ -180,22 +142,16 @@ async def test_stats_show_a_daily_limit_changed_by_an_admin(client: httpx.AsyncC
 async def test_stats_remaining_never_goes_below_zero_after_a_lowered_limit(
     client: httpx.AsyncClient,
 ) -> None:
-    user = await register_user(client)
-    merchant = await create_merchant(client)
-    assert (await pay(client, user, merchant.merchant_id, 50_000)).status_code == 201
-    patched = await client.patch(
-        f"/api/v1/users/{user.user_id}",
-        json={"dailyLimit": 20_000},
-        headers=await admin_headers(client),
-    )
-    assert patched.status_code == 200, patched.text
+    user, merchant = await user_and_merchant(client)
+    assert (await attempt(client, user, merchant.merchant_id, 50_000)).status_code == 201
+    await update_user(client, await admin_headers(client), user.user_id, dailyLimit=20_000)
 
     stats = await get_stats(client, user)
 
     assert stats["dailyLimit"] == 20_000
     assert stats["todaySpent"] == 50_000
     assert stats["remainingToday"] == 0
-    refused = await pay(client, user, merchant.merchant_id, 1_000)
+    refused = await attempt(client, user, merchant.merchant_id, 1_000)
     assert refused.status_code == 422
     assert refused.json()["error"] == "DAILY_LIMIT_EXCEEDED"
     assert refused.json()["remainingToday"] == 0

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from mongomock_motor import AsyncMongoMockClient
 
-from payments_api.app import create_app
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.services.users import UserService
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.fixtures.apps import running
 from tests.fixtures.factories import (
     DEFAULT_PASSWORD,
     admin_headers,
     bearer,
-    create_merchant,
+    caller_headers,
     register_user,
     token_for,
 )
@@ -39,19 +37,6 @@ USER_FIELDS = {
     "isActive",
     "createdAt",
 }
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """A second app on its own settings, started and stopped around the block."""
-    app = create_app(settings)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
-        ) as http,
-    ):
-        yield app, http
 
 
 def new_user_body(email: str, **fields: Any) -> dict[str, Any]:
@@ -357,12 +342,15 @@ async def test_a_demoted_admin_loses_admin_rights(client: httpx.AsyncClient) -> 
     assert response.status_code == 403
 
 
-async def test_patch_by_a_non_admin_user_is_403(client: httpx.AsyncClient) -> None:
-    user = await register_user(client)
+@pytest.mark.parametrize(
+    "kind", [pytest.param("user", id="non-admin-user"), pytest.param("merchant", id="merchant")]
+)
+async def test_patch_by_a_non_admin_is_403(client: httpx.AsyncClient, kind: str) -> None:
+    headers = await caller_headers(client, kind)
     target = await register_user(client)
 
     response = await client.patch(
-        f"/api/v1/users/{target.user_id}", json={"dailyLimit": 1}, headers=user.headers
+        f"/api/v1/users/{target.user_id}", json={"dailyLimit": 1}, headers=headers
     )
 
     assert response.status_code == 403
@@ -382,18 +370,6 @@ async def test_a_user_cannot_raise_their_own_limit(client: httpx.AsyncClient) ->
     assert response.status_code == 403
     assert me.json()["user"]["dailyLimit"] == 2_000_000
     assert me.json()["user"]["role"] == "user"
-
-
-async def test_patch_by_a_merchant_is_403(client: httpx.AsyncClient) -> None:
-    merchant = await create_merchant(client)
-    target = await register_user(client)
-
-    response = await client.patch(
-        f"/api/v1/users/{target.user_id}", json={"dailyLimit": 1}, headers=merchant.headers
-    )
-
-    assert response.status_code == 403
-    assert response.json()["error"] == "FORBIDDEN"
 
 
 async def test_patch_without_credentials_is_401(client: httpx.AsyncClient) -> None:

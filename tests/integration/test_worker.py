@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -22,7 +21,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 from redis import Redis
 
 from payments_api.config.constants import EventType
@@ -33,10 +31,9 @@ from payments_api.services.events import STREAM
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.worker import run_loops
-from tests.conftest import _free_port
 from tests.fixtures.factories import create_merchant, register_user
 from tests.fixtures.payments import collection, documents, pay
-from tests.integration.test_events import Receiver
+from tests.fixtures.servers import Receiver, free_port, nx_27017
 
 WAIT_STEPS = 400
 """Bound on every wait loop below (each step sleeps 0.025-0.05 s)."""
@@ -46,16 +43,6 @@ WAIT_STEPS = 400
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     """A short gateway timeout, so an amount ending 408 leaves its payment pending quickly."""
     return make_settings(gateway_timeout_seconds=0.2)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def console_script() -> str:
@@ -145,46 +132,6 @@ async def test_run_loops_delivers_and_reconciles_then_stops_when_asked(
 # --- `payments-api worker` on real servers ---------------------------------------------------
 
 
-def _start_nx(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """An nx-27017 (MongoDB wire protocol on SQLite) of this test's own, as tests/wire does."""
-    if importlib.util.find_spec("nx_27017") is None:
-        pytest.fail("nx-27017 is not installed (pip install -e '.[dev]')")
-    port = _free_port()
-    output = workdir / "nx-27017.out"
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from nx_27017 import main; sys.exit(main())",
-        "--db",
-        "memory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--pid-file",
-        str(workdir / "nx-27017.pid"),
-        "--log-file",
-        str(workdir / "nx-27017.log"),
-    ]
-    with output.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    return process, f"mongodb://127.0.0.1:{port}/"
-
-
-def _wait_for_ping(uri: str, process: subprocess.Popen[bytes]) -> None:
-    client: MongoClient[dict[str, Any]]
-    with MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250) as client:
-        for _ in range(WAIT_STEPS):
-            try:
-                client.admin.command("ping")
-                return
-            except PyMongoError:
-                if process.poll() is not None:
-                    break
-                time.sleep(0.05)
-    pytest.fail(f"nx-27017 did not answer ping at {uri}")
-
-
 def _stop(process: subprocess.Popen[Any]) -> None:
     if process.poll() is None:
         process.kill()
@@ -193,19 +140,11 @@ def _stop(process: subprocess.Popen[Any]) -> None:
 
 @pytest.fixture
 def nx_server(tmp_path: Path) -> Iterator[str]:
+    """An nx-27017 of this test's own."""
     workdir = tmp_path / "nx"
     workdir.mkdir()
-    process, uri = _start_nx(workdir)
-    try:
-        _wait_for_ping(uri, process)
+    with nx_27017(workdir, pytest.fail) as uri:
         yield uri
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                _stop(process)
 
 
 def _seed_event(uri: str, db_name: str, webhook_url: str) -> tuple[str, str]:
@@ -264,7 +203,7 @@ def test_worker_process_on_real_servers_delivers_and_exits_0_on_sigterm(
         MONGODB_DB=db_name,
         REDIS_URL=redis_url,
         # Nothing listens there; the worker needs no gateway unless a payment is pending.
-        GATEWAY_URL=f"http://127.0.0.1:{_free_port()}",
+        GATEWAY_URL=f"http://127.0.0.1:{free_port()}",
     )
     with log.open("wb") as sink:
         process = subprocess.Popen(

@@ -10,7 +10,8 @@ import jwt
 import pytest
 
 from payments_api.utils.logger import REDACTED, redact, scrub_text
-from tests.conftest import ADMIN_PASSWORD, LogCapture
+from tests.conftest import ADMIN_PASSWORD
+from tests.fixtures.apps import LogCapture
 from tests.fixtures.factories import create_merchant, register_user
 
 CARD = "4111111111111111"  # Luhn-valid test card

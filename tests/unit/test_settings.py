@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from payments_api.config.settings import Settings, format_settings_error
+from tests.fixtures.servers import free_port
 
 VENV_BIN = Path(sys.executable).parent
 CONTRACT_VARIABLES = [name.upper() for name in Settings.model_fields]
@@ -144,12 +144,6 @@ def test_every_refusal_is_listed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # The command line, run as a deployment would run it.
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli_environment(**variables: str) -> dict[str, str]:

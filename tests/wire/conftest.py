@@ -7,31 +7,24 @@ with `--db memory`. Every test gets a database of its own, dropped afterwards.
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pymongo import MongoClient
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure
 
 from payments_api.app import create_app
 from payments_api.config.settings import Settings
 from payments_api.services.registry import Services
-from payments_api.utils.logger import configure_logging
-from tests.conftest import LogCapture, _free_port
-
-START_SECONDS = 20
+from tests.fixtures.apps import CLIENT_PEER, LogCapture, capture_logs, serve
+from tests.fixtures.servers import abort_session, nx_27017, wait_for_ping
 
 
 @dataclass(frozen=True)
@@ -41,60 +34,6 @@ class WireServer:
     """Whether the server runs multi-document transactions (the app then runs with `on`)."""
     nx: bool
     """True for the nx-27017 started here, False for `MONGODB_TEST_URI`."""
-
-
-def _start_nx(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    if importlib.util.find_spec("nx_27017") is None:
-        pytest.exit(
-            "nx-27017 is not installed: run `make test` (or pip install -e '.[dev]'), "
-            "or set MONGODB_TEST_URI to a MongoDB",
-            2,
-        )
-    port = _free_port()
-    output = workdir / "nx-27017.out"
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from nx_27017 import main; sys.exit(main())",
-        "--db",
-        "memory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        # Its own pid and log files: the defaults are shared paths in /tmp.
-        "--pid-file",
-        str(workdir / "nx-27017.pid"),
-        "--log-file",
-        str(workdir / "nx-27017.log"),
-    ]
-    with output.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    return process, f"mongodb://127.0.0.1:{port}/"
-
-
-def _wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, workdir: Path) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    client: MongoClient[dict[str, Any]]
-    with MongoClient(uri, serverSelectionTimeoutMS=250, connectTimeoutMS=250) as client:
-        while True:
-            try:
-                client.admin.command("ping")
-                return
-            except PyMongoError as exc:
-                exited = process is not None and process.poll() is not None
-                if exited or time.monotonic() > deadline:
-                    if process is not None:
-                        process.kill()
-                        process.wait()
-                        output = (workdir / "nx-27017.out").read_text(errors="replace")
-                        pytest.exit(
-                            f"nx-27017 did not answer ping at {uri} ({type(exc).__name__}); "
-                            f"its output:\n{output[-2000:]}",
-                            2,
-                        )
-                    pytest.exit(f"MONGODB_TEST_URI={uri} did not answer ping: {exc}", 2)
-                time.sleep(0.05)
 
 
 def _runs_transactions(uri: str) -> bool:
@@ -115,23 +54,13 @@ def _runs_transactions(uri: str) -> bool:
 
 @pytest.fixture(scope="session")
 def wire_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireServer]:
-    workdir = tmp_path_factory.mktemp("nx-27017")
     external = os.environ.get("MONGODB_TEST_URI", "").strip()
     if external:
-        _wait_for_ping(external, None, workdir)
+        wait_for_ping(external, abort_session, label="MONGODB_TEST_URI")
         yield WireServer(external, _runs_transactions(external), nx=False)
         return
-    process, uri = _start_nx(workdir)
-    try:
-        _wait_for_ping(uri, process, workdir)
+    with nx_27017(tmp_path_factory.mktemp("nx-27017"), abort_session) as uri:
         yield WireServer(uri, _runs_transactions(uri), nx=True)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -157,16 +86,12 @@ def wire_make_settings(
     """Like `make_settings`, on the wire server: transactions `on` where the server runs
     them, else `off` (steps then run without a session)."""
 
-    def factory(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "mongodb_uri": wire_server.uri,
-            "mongodb_db": wire_db_name,
-            "mongodb_transactions": "on" if wire_server.transactions else "off",
-        }
-        values.update(overrides)
-        return make_settings(**values)
-
-    return factory
+    return functools.partial(
+        make_settings,
+        mongodb_uri=wire_server.uri,
+        mongodb_db=wire_db_name,
+        mongodb_transactions="on" if wire_server.transactions else "off",
+    )
 
 
 @pytest.fixture
@@ -181,13 +106,7 @@ def wire_app(wire_settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def wire_client(wire_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        LifespanManager(wire_app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app, client=("203.0.113.7", 50000)),
-            base_url="http://testserver",
-        ) as http,
-    ):
+    async with serve(wire_app, CLIENT_PEER) as http:
         yield http
 
 
@@ -201,7 +120,5 @@ def wire_services(wire_app: FastAPI, wire_client: httpx.AsyncClient) -> Services
 @pytest.fixture
 def wire_logs(wire_app: FastAPI, wire_settings: Settings) -> Iterator[LogCapture]:
     """The wire app's log lines, from after `create_app` (so start-up is captured too)."""
-    capture = LogCapture()
-    configure_logging(wire_settings.log_level, wire_settings.app_env, stream=capture.stream)
-    yield capture
-    configure_logging(wire_settings.log_level, wire_settings.app_env)
+    with capture_logs(wire_settings) as capture:
+        yield capture

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from payments_api.config.settings import Settings
-from tests.conftest import LogCapture
+from tests.fixtures.apps import LogCapture
 
 EMAIL = "slow-query-person@example.com"
 

@@ -26,6 +26,7 @@ from payments_api.services.registry import Services
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from tests.fixtures.factories import CreatedMerchant, RegisteredUser, create_merchant, register_user
+from tests.fixtures.payments import payment_body, post_payment
 from tests.wire.conftest import WireServer
 
 APPROVED_AMOUNT = 10_000
@@ -57,16 +58,7 @@ async def _pay(
     key: str,
     amount: int = APPROVED_AMOUNT,
 ) -> dict[str, Any]:
-    response = await client.post(
-        "/api/v1/payments",
-        json={
-            "amount": amount,
-            "merchantId": merchant.merchant_id,
-            "paymentMethod": "card",
-            "productName": "Flat white",
-        },
-        headers={**user.headers, "Idempotency-Key": key},
-    )
+    response = await post_payment(client, user, payment_body(merchant.merchant_id, amount), key)
     assert response.status_code == 201, response.text
     payment: dict[str, Any] = response.json()["payment"]
     return payment
