@@ -72,7 +72,7 @@ async def test_register_answers_201_with_the_user(client: httpx.AsyncClient) -> 
     assert len(user["userId"]) == len("usr_") + 26
     assert user["email"] == "minji.kim@example.com"
     assert user["name"] == "Kim Minji"
-    assert user["phoneNumber"] == "+821012345678"
+    assert user["phoneNumber"] == "+82 10-1234-5678"  # as the user wrote it
     assert user["role"] == "user"
     assert user["dailyLimit"] == 2_000_000
     assert user["isActive"] is True

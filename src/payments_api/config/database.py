@@ -38,6 +38,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
         # Sparse: users without a phone number store no field and never collide.
         IndexModel([("phoneNumber", ASCENDING)], unique=True, sparse=True, name="phone_unique"),
+        IndexModel([("phoneKey", ASCENDING)], unique=True, sparse=True, name="phone_key_unique"),
     ],
     "merchants": [
         IndexModel([("apiKeyHash", ASCENDING)], unique=True, name="api_key_hash_unique"),

@@ -29,6 +29,8 @@ class User(Document):
     password_hash: str
     name: str
     phone_number: str | None = None
+    phone_key: str | None = None
+    """The phone number's digits (and leading +): two spellings of one number share it."""
     role: Role = Role.USER
     daily_limit: int
     is_active: bool = True

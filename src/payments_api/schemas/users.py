@@ -21,21 +21,13 @@ from payments_api.schemas.common import CamelModel, Envelope
 PHONE_PATTERN = r"^\+?[0-9][0-9 \-]{6,18}[0-9]$"
 
 
-def _normalise_phone(value: str) -> str:
-    return value.replace(" ", "").replace("-", "")
-
-
 def _lower(value: str) -> str:
     return value.lower()
 
 
 Email = Annotated[EmailStr, AfterValidator(_lower)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
-PhoneNumber = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, pattern=PHONE_PATTERN),
-    AfterValidator(_normalise_phone),
-]
+PhoneNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=PHONE_PATTERN)]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 

@@ -37,8 +37,15 @@ def _conflict_for(exc: DuplicateKeyError) -> ConflictError:
     fields = set(details.get("keyPattern") or details.get("keyValue") or {})
     if not fields:
         index = re.search(r"index: (\S+)", str(exc))
-        fields = {"phoneNumber"} if index and index.group(1) == "phone_unique" else set()
-    return _phone_taken() if fields == {"phoneNumber"} else _email_taken()
+        phone_indexes = ("phone_unique", "phone_key_unique")
+        fields = {"phoneNumber"} if index and index.group(1) in phone_indexes else set()
+    return _phone_taken() if fields & {"phoneNumber", "phoneKey"} else _email_taken()
+
+
+def phone_key(phone_number: str) -> str:
+    """`+82 10-1234-5678` and `+821012345678` are one number: keep the digits and a leading +."""
+    digits = "".join(char for char in phone_number if char.isdigit())
+    return f"+{digits}" if phone_number.startswith("+") else digits
 
 
 class UserService:
@@ -58,7 +65,8 @@ class UserService:
     ) -> User:
         if await users.exists_with(self.db, "email", email):
             raise _email_taken()
-        if phone_number and await users.exists_with(self.db, "phoneNumber", phone_number):
+        key = phone_key(phone_number) if phone_number else None
+        if key and await users.exists_with(self.db, "phoneKey", key):
             raise _phone_taken()
         now = utcnow()
         user = User(
@@ -67,6 +75,7 @@ class UserService:
             password_hash=await hash_password(password),
             name=name,
             phone_number=phone_number,
+            phone_key=key,
             role=role,
             daily_limit=self.settings.default_daily_limit,
             created_at=now,
