@@ -52,6 +52,7 @@ async def test_create_answers_201_with_the_full_completed_payment(
     assert response.status_code == 201, response.text
     assert "Idempotent-Replayed" not in response.headers
     body = response.json()
+    assert set(body) == {"success", "payment"}  # the message belongs to replays only
     assert body["success"] is True
     payment = body["payment"]
     assert set(payment) >= PAYMENT_FIELDS

@@ -21,6 +21,7 @@ from payments_api.schemas.payments import (
     PaymentEnvelope,
     PaymentListEnvelope,
     PaymentOut,
+    PaymentReplayEnvelope,
     RefundEnvelope,
     RefundInfo,
     RefundListEnvelope,
@@ -35,7 +36,6 @@ from payments_api.services.payments import HistoryQuery, NewPayment
 from payments_api.services.registry import Services
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-REPLAY_MESSAGE = "Payment already processed"
 
 
 def optional_idempotency_key(raw: str | None) -> str | None:
@@ -65,7 +65,7 @@ async def create(
     body: PaymentCreate,
     key_header: str | None,
     response: Response,
-) -> PaymentEnvelope:
+) -> PaymentEnvelope | PaymentReplayEnvelope:
     key = required_idempotency_key(key_header)
     outcome = await services.payments.create(
         user.id,
@@ -90,7 +90,7 @@ async def create(
     payment = PaymentOut.model_validate(outcome.payment)
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-        return PaymentEnvelope(payment=payment, message=REPLAY_MESSAGE)
+        return PaymentReplayEnvelope(payment=payment)
     return PaymentEnvelope(payment=payment)
 
 

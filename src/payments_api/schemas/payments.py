@@ -53,7 +53,13 @@ class PaymentOut(CamelModel):
 
 class PaymentEnvelope(Envelope):
     payment: PaymentOut
-    message: str | None = Field(default=None, description="Set on an idempotent replay")
+
+
+class PaymentReplayEnvelope(Envelope):
+    """The answer to a repeated Idempotency-Key: the payment's current state."""
+
+    payment: PaymentOut
+    message: Literal["Payment already processed"] = "Payment already processed"
 
 
 class Pagination(CamelModel):

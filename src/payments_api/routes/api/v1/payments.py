@@ -16,6 +16,7 @@ from payments_api.schemas.payments import (
     PaymentCreate,
     PaymentEnvelope,
     PaymentListEnvelope,
+    PaymentReplayEnvelope,
     RefundEnvelope,
     RefundListEnvelope,
     RefundRequest,
@@ -30,9 +31,9 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 @router.post(
     "",
     status_code=201,
-    response_model=PaymentEnvelope,
+    response_model=PaymentReplayEnvelope | PaymentEnvelope,
     responses={
-        200: {"model": PaymentEnvelope, "description": "Idempotent replay"},
+        200: {"model": PaymentReplayEnvelope, "description": "Idempotent replay"},
         202: {"model": PaymentEnvelope, "description": "Outcome unknown yet: poll the payment"},
         **error_responses(400, 401, 402, 403, 404, 409, 422, 429, 503),
     },
@@ -43,7 +44,7 @@ async def create_payment(
     services: ServicesDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> PaymentEnvelope:
+) -> PaymentReplayEnvelope | PaymentEnvelope:
     return await controller.create(services, user, body, idempotency_key, response)
 
 
