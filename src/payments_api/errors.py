@@ -48,12 +48,6 @@ class UnauthorizedError(AppError):
         super().__init__(code, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-class PaymentRequiredError(AppError):
-    default_status = 402
-    default_code = "PAYMENT_DECLINED"
-    default_message = "The payment was declined"
-
-
 class ForbiddenError(AppError):
     default_status = 403
     default_code = "FORBIDDEN"
@@ -72,22 +66,10 @@ class ConflictError(AppError):
     default_message = "The request conflicts with the current state"
 
 
-class PayloadTooLargeError(AppError):
-    default_status = 413
-    default_code = "PAYLOAD_TOO_LARGE"
-    default_message = "The request body is too large"
-
-
 class UnprocessableError(AppError):
     default_status = 422
     default_code = "VALIDATION_ERROR"
     default_message = "The request is invalid"
-
-
-class TooManyRequestsError(AppError):
-    default_status = 429
-    default_code = "TOO_MANY_REQUESTS"
-    default_message = "Too many requests, please try again later"
 
 
 class ServiceUnavailableError(AppError):

@@ -61,6 +61,8 @@ async def require_user_document(principal: PrincipalDep, services: ServicesDep) 
 async def require_merchant(principal: PrincipalDep, services: ServicesDep) -> Merchant:
     if principal.kind != "merchant":
         raise ForbiddenError(message="This route is for merchants")
+    if principal.merchant is not None:
+        return principal.merchant
     return await services.merchants.get(principal.id)
 
 

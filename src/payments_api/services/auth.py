@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import jwt
@@ -14,6 +14,7 @@ from payments_api.config.settings import Settings
 from payments_api.errors import ForbiddenError, UnauthorizedError
 from payments_api.models import merchant as merchants
 from payments_api.models import user as users
+from payments_api.models.merchant import Merchant
 from payments_api.models.user import User
 from payments_api.services.passwords import verify_password
 from payments_api.utils.crypto import sha256_hex
@@ -29,6 +30,8 @@ class Principal:
 
     kind: Literal["user", "merchant"]
     id: str
+    merchant: Merchant | None = field(default=None, compare=False, repr=False)
+    """The merchant document the API key was resolved to (saves the routes a second read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ class AuthService:
             merchant = await merchants.find_by_api_key_hash(self.db, sha256_hex(credential))
             if merchant is None or not merchant.is_active:
                 raise UnauthorizedError(message="Invalid API key")
-            return Principal("merchant", merchant.id)
+            return Principal("merchant", merchant.id, merchant)
         user_id = self.decode_token(credential)
         if user_id is None:
             raise UnauthorizedError(message="Invalid or expired token")

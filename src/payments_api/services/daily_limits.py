@@ -9,6 +9,7 @@ from payments_api.config.database import Database, Session
 from payments_api.config.settings import Settings
 from payments_api.errors import UnprocessableError
 from payments_api.models import daily_limit
+from payments_api.models.payment import Payment
 from payments_api.utils.clock import business_day
 
 HOLD_ATTEMPTS = 5
@@ -45,7 +46,8 @@ class DailyLimitService:
             extra={"remainingToday": remaining},
         )
 
-    async def release(
-        self, *, user_id: str, day: str, payment_id: str, amount: int, session: Session = None
-    ) -> bool:
-        return await daily_limit.release(self.db, user_id, day, payment_id, amount, session)
+    async def release(self, payment: Payment, session: Session = None) -> bool:
+        """Give back what `payment` held on the day it was made; False when it held nothing."""
+        return await daily_limit.release(
+            self.db, payment.user_id, payment.hold_day, payment.id, payment.amount, session
+        )

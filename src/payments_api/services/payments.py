@@ -413,13 +413,7 @@ class PaymentService:
             await events.append(
                 self.db, payment_event(EventType.PAYMENT_CANCELLED, expected, now), session
             )
-            await self.limits.release(
-                user_id=payment.user_id,
-                day=payment.hold_day,
-                payment_id=payment.id,
-                amount=payment.amount,
-                session=session,
-            )
+            await self.limits.release(payment, session)
             updated = await payments.update_where(
                 self.db,
                 payment.id,

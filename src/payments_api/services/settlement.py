@@ -137,13 +137,7 @@ class SettlementService:
                 await events.append(
                     self.db, payment_event(EventType.PAYMENT_FAILED, expected, now), session
                 )
-                await self.limits.release(
-                    user_id=payment.user_id,
-                    day=payment.hold_day,
-                    payment_id=payment.id,
-                    amount=payment.amount,
-                    session=session,
-                )
+                await self.limits.release(payment, session)
                 updated = await self._compare_and_set(payment, changes, now, session)
         except _AlreadySettled as settled:
             return settled.current
