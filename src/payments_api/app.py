@@ -106,7 +106,7 @@ def _sandbox_transport(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTrans
     client code runs either way; the sandbox is kept on `app.state.sandbox` for tests)."""
     if settings.gateway_url:
         return None
-    sandbox = create_sandbox_app(settings.gateway_timeout_seconds)
+    sandbox = create_sandbox_app(settings.gateway_timeout_seconds, settings.reconcile_after_seconds)
     app.state.sandbox = sandbox
     logger.info("using the in-process sandbox gateway")
     return httpx.ASGITransport(app=sandbox)

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox-gateway",
         help="serve the sandbox payment gateway",
         description="Serve the sandbox card processor (amounts ending 402 decline, 408 answer "
-        "late, 503 fail). It keeps its charges in memory.",
+        "late, 503 fail, 409 arrive late). It keeps its charges in memory.",
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=4000, help="port (default 4000)")
@@ -129,7 +129,7 @@ def sandbox_gateway(host: str, port: int) -> int:
 
     settings = _load_settings()
     uvicorn.run(
-        create_sandbox_app(settings.gateway_timeout_seconds),
+        create_sandbox_app(settings.gateway_timeout_seconds, settings.reconcile_after_seconds),
         host=host,
         port=port,
         server_header=False,

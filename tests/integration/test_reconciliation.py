@@ -5,27 +5,21 @@ gateway says, through the same code as the request flow, once and only once."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from payments_api.config.constants import PaymentStatus
 from payments_api.config.settings import Settings
 from payments_api.models import payment as payments_model
-from payments_api.models import user as users_model
-from payments_api.models.payment import Payment
 from payments_api.models.refund import Refund
-from payments_api.services.reconciliation import Reconciler
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from tests.fixtures.payments import (
-    Shop,
     _wrap_sandbox,
     assert_money_agrees,
     cancel,
@@ -41,102 +35,22 @@ from tests.fixtures.payments import (
     slow_gateway,
     stats_of,
 )
-
-_keys = itertools.count(1)
+from tests.fixtures.reconciliation import (
+    Clock,
+    abandoned_payment,
+    charged_at_gateway,
+    daily_holds,
+    last_change,
+    reconcile_after,
+    reconciler_for,
+    stored_payment,
+)
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     """A short gateway timeout, so an amount ending 408 leaves its payment pending quickly."""
     return make_settings(gateway_timeout_seconds=0.2)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def reconciler_for(app: FastAPI, clock: Clock, worker_id: str = "reconciler-test") -> Reconciler:
-    """A reconciler on the app's own services, with an injected clock."""
-    s = app.state.services
-    return Reconciler(
-        s.settings,
-        s.database,
-        s.gateway,
-        s.settlement,
-        s.payments,
-        s.refunds,
-        s.metrics,
-        clock=clock,
-        worker_id=worker_id,
-    )
-
-
-def reconcile_after(app: FastAPI) -> timedelta:
-    return timedelta(seconds=app.state.settings.reconcile_after_seconds)
-
-
-async def stored_payment(app: FastAPI, payment_id: str) -> dict[str, Any]:
-    found = await collection(app, "payments").find_one({"_id": payment_id})
-    assert found is not None
-    stored: dict[str, Any] = found
-    return stored
-
-
-async def last_change(app: FastAPI, payment_id: str) -> datetime:
-    updated: datetime = (await stored_payment(app, payment_id))["updatedAt"]
-    return updated
-
-
-async def abandoned_payment(app: FastAPI, shop: Shop, amount: int) -> Payment:
-    """A payment as the create flow leaves it just before asking the gateway: recorded
-    `pending`, its daily-limit hold taken — and then the process died."""
-    services = app.state.services
-    user = await users_model.find_by_id(services.database, shop.user.user_id)
-    assert user is not None
-    now = utcnow()
-    payment = Payment(
-        id=ids.payment_id(),
-        user_id=shop.user.user_id,
-        merchant_id=shop.merchant.merchant_id,
-        amount=amount,
-        currency="KRW",
-        payment_method="card",
-        product_name="Abandoned basket",
-        status=PaymentStatus.PENDING,
-        idempotency_key=f"abandoned-{next(_keys)}",
-        request_fingerprint="abandoned",
-        hold_day=services.limits.day_of(now),
-        created_at=now,
-        updated_at=now,
-    )
-    await services.limits.hold(
-        user_id=payment.user_id,
-        day=payment.hold_day,
-        payment_id=payment.id,
-        amount=amount,
-        limit=user.daily_limit,
-    )
-    await payments_model.insert(services.database, payment)
-    return payment
-
-
-async def charged_at_gateway(app: FastAPI, payment: Payment) -> Any:
-    """What the gateway answers when asked to charge `payment`, as the dead process had."""
-    return await app.state.services.gateway.charge(
-        payment_id=payment.id,
-        amount=payment.amount,
-        currency=payment.currency,
-        payment_method=payment.payment_method,
-    )
-
-
-async def daily_holds(app: FastAPI, shop: Shop) -> dict[str, Any]:
-    [spending] = await documents(app, "daily_spending", userId=shop.user.user_id)
-    return spending
 
 
 def charge_lookups(app: FastAPI) -> list[str]:
@@ -291,8 +205,9 @@ async def test_payment_the_gateway_never_charged_fails_and_releases_its_hold(
     assert payment.id not in holds["holds"]
     totals = await stats_of(client, shop.user)
     assert (totals["todaySpent"], totals["totalTransactions"]) == (0, 0)
-    # Reconciliation asks; it never charges.
-    assert payment.id not in sandbox(app).charges
+    # Reconciliation asks, then reverses (so the charge can never land); it never charges.
+    assert sandbox(app).charges[payment.id].status == "reversed"
+    assert sandbox(app).charges_made == 0
     assert payment.id not in sandbox(app).charge_attempts
 
 

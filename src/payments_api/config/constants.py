@@ -32,6 +32,19 @@ class EventType(StrEnum):
     PAYMENT_REFUNDED = "payment.refunded"
 
 
+class FailureCode(StrEnum):
+    """The `failureCode`s the service decides itself (a gateway's own codes pass through)."""
+
+    GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
+    """No connection to the gateway could be made: nothing was sent, nothing charged."""
+    NOT_CHARGED = "NOT_CHARGED"
+    """The answer was lost and the gateway confirmed a reversal: nothing was charged."""
+
+
+UNANSWERED_FAILURES = frozenset({FailureCode.GATEWAY_UNAVAILABLE, FailureCode.NOT_CHARGED})
+"""Failures that no "no" of the gateway stands behind: a charge may land anyway, so such a
+payment is re-checked at the gateway for a while (and a charge found is refunded)."""
+
 API_KEY_PREFIX = "sk"
 WEBHOOK_SECRET_PREFIX = "whsec"  # noqa: S105 - a prefix, not a secret
 REQUEST_ID_MAX_LENGTH = 128

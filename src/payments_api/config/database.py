@@ -53,6 +53,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("userId", ASCENDING), ("createdAt", DESCENDING)], name="user_history"),
         IndexModel([("merchantId", ASCENDING), ("createdAt", DESCENDING)], name="merchant_history"),
         IndexModel([("status", ASCENDING), ("updatedAt", ASCENDING)], name="status_age"),
+        # Only failures no gateway "no" stands behind carry it, while they are watched.
+        IndexModel([("nextRecheckAt", ASCENDING)], sparse=True, name="late_charge_recheck"),
     ],
     "transactions": [
         IndexModel(
@@ -72,6 +74,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "events": [
         IndexModel([("dedupeKey", ASCENDING)], unique=True, name="event_dedupe_unique"),
         IndexModel([("paymentId", ASCENDING), ("createdAt", ASCENDING)], name="payment_events"),
+        # The dispatcher's due events and the reconciler's stale drafts.
+        IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)], name="event_due"),
     ],
 }
 

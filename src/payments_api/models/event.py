@@ -5,6 +5,11 @@ A dispatcher claims an event with a lease (`lockedBy`, `lockedUntil`): a guarded
 find-and-update, so two dispatchers never work on one event at once, and the event of a
 dispatcher that died is taken over when its lease runs out. Every later write names the lease
 holder, so a dispatcher whose lease was taken over cannot overwrite the new holder's work.
+
+An event of a step that can lose to another outcome (settling a pending payment) is written as a
+`draft`: no dispatcher takes it and no reader sees it until the step's compare-and-set has won
+and published it; a step that lost discards it. So a merchant is never told of a change that
+did not happen, even where there are no transactions.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from payments_api.utils.clock import iso_utc
 
 COLLECTION = "events"
 
-EventStatus = Literal["pending", "delivered", "dead"]
+EventStatus = Literal["draft", "pending", "delivered", "dead"]
 
 
 class Attempt(Document):
@@ -86,7 +91,51 @@ async def find_by_id(db: Database, event_id: str) -> Event | None:
 
 
 async def for_payment(db: Database, payment_id: str) -> list[Event]:
-    cursor = db[COLLECTION].find({"paymentId": payment_id}).sort("createdAt", ASCENDING)
+    """The payment's events (drafts are not events yet)."""
+    cursor = (
+        db[COLLECTION]
+        .find({"paymentId": payment_id, "status": {"$ne": "draft"}})
+        .sort("createdAt", ASCENDING)
+    )
+    return [Event.from_mongo(raw) async for raw in cursor]
+
+
+async def publish_draft(db: Database, dedupe_key: str, session: Session = None) -> bool:
+    """Make the draft of a step that won deliverable; False when it was published already."""
+    result = await db[COLLECTION].update_one(
+        {"dedupeKey": dedupe_key, "status": "draft"},
+        {"$set": {"status": "pending"}},
+        session=session,
+    )
+    return bool(result.modified_count == 1)
+
+
+async def discard_draft(db: Database, dedupe_key: str) -> bool:
+    """Delete the draft of a step that lost its compare-and-set (never a published event)."""
+    result = await db[COLLECTION].delete_one({"dedupeKey": dedupe_key, "status": "draft"})
+    return bool(result.deleted_count == 1)
+
+
+async def discard_drafts(
+    db: Database, payment_id: str, *, keep: str | None = None, session: Session = None
+) -> int:
+    """Delete the payment's drafts (but the one whose dedupe key is `keep`): the events of
+    steps that lost their compare-and-set. A published event is never deleted."""
+    query: dict[str, Any] = {"paymentId": payment_id, "status": "draft"}
+    if keep is not None:
+        query["dedupeKey"] = {"$ne": keep}
+    result = await db[COLLECTION].delete_many(query, session=session)
+    return int(result.deleted_count)
+
+
+async def stale_drafts(db: Database, older_than: datetime, limit: int) -> list[Event]:
+    """Drafts left by steps that died before publishing or discarding them."""
+    cursor = (
+        db[COLLECTION]
+        .find({"status": "draft", "nextAttemptAt": {"$lte": older_than}})
+        .sort("nextAttemptAt", ASCENDING)
+        .limit(limit)
+    )
     return [Event.from_mongo(raw) async for raw in cursor]
 
 

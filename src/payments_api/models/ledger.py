@@ -2,6 +2,10 @@
 
 A record's `reference` (the paymentId for a payment or cancel, the refundId for a refund) is
 unique per type, so writing the same movement twice is a no-op, never a second record.
+
+Append-only for movements that happened. The one record ever removed is the `payment` record
+a settlement writes before its compare-and-set, when that compare-and-set lost to another
+outcome (the money never moved): see `discard`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,15 @@ async def append(db: Database, record: LedgerRecord, session: Session = None) ->
     except DuplicateKeyError:
         return False
     return True
+
+
+async def discard(db: Database, type_: LedgerType, reference: str, session: Session = None) -> bool:
+    """Remove the record of a movement that did not happen (its step lost its
+    compare-and-set); True when there was one."""
+    result = await db[COLLECTION].delete_one(
+        {"type": type_, "reference": reference}, session=session
+    )
+    return bool(result.deleted_count == 1)
 
 
 async def for_payment(db: Database, payment_id: str) -> list[LedgerRecord]:

@@ -50,6 +50,12 @@ class Payment(Document):
     updated_at: UtcDatetime
     completed_at: UtcDatetime | None = None
     cancelled_at: UtcDatetime | None = None
+    next_recheck_at: UtcDatetime | None = None
+    """While set, a failure no gateway "no" stands behind is re-checked for a late charge."""
+    recheck_until: UtcDatetime | None = None
+    rechecks: int = 0
+    late_charge_refunded_at: UtcDatetime | None = None
+    """When a charge that landed after the payment failed was found and refunded."""
 
     def next_state(self, now: datetime, **changes: object) -> Payment:
         """This payment as a compare-and-set with `changes` will leave it (events written
@@ -135,6 +141,42 @@ async def claim_stale(
         return_document=ReturnDocument.AFTER,
     )
     return _payment(raw)
+
+
+async def claim_recheck(db: Database, *, now: datetime, lease_until: datetime) -> Payment | None:
+    """Take one failed payment whose re-check for a late charge is due; its next re-check
+    moves to `lease_until` meanwhile (the lease), so no two reconcilers check it at once."""
+    raw = await db[COLLECTION].find_one_and_update(
+        {"nextRecheckAt": {"$lte": now}},
+        {"$set": {"nextRecheckAt": lease_until}},
+        sort=[("nextRecheckAt", ASCENDING)],
+        return_document=ReturnDocument.AFTER,
+    )
+    return _payment(raw)
+
+
+async def schedule_recheck(db: Database, payment_id: str, next_at: datetime | None) -> None:
+    """The next re-check for a late charge, or (None) the end of the watch."""
+    update: dict[str, Any] = (
+        {"$set": {"nextRecheckAt": next_at}, "$inc": {"rechecks": 1}}
+        if next_at is not None
+        else {"$unset": {"nextRecheckAt": ""}}
+    )
+    await db[COLLECTION].update_one({"_id": payment_id}, update)
+
+
+async def record_late_charge_refund(db: Database, payment_id: str, now: datetime) -> bool:
+    """Note that the late charge of a failed payment was refunded, and stop watching it;
+    False when another reconciler noted it first."""
+    result = await db[COLLECTION].update_one(
+        {
+            "_id": payment_id,
+            "status": PaymentStatus.FAILED.value,
+            "lateChargeRefundedAt": None,
+        },
+        {"$set": {"lateChargeRefundedAt": now}, "$unset": {"nextRecheckAt": ""}},
+    )
+    return bool(result.modified_count == 1)
 
 
 async def oldest_created_at(db: Database, status: str) -> datetime | None:

@@ -1,9 +1,14 @@
 """The sandbox payment gateway: a small card processor for development and tests.
 
 It answers by the last three digits of the amount (402 declined, 408 slow, 503 unavailable,
-anything else approved), keeps what it charged in memory, and is idempotent on the paymentId
-of a charge and the refundId of a refund. `charges_made` counts real charges, so tests can
-prove that one key never charged twice.
+409 a charge request that arrives late, anything else approved), keeps what it charged in
+memory, and is idempotent on the paymentId of a charge and the refundId of a refund.
+`charges_made` counts real charges, so tests can prove that one key never charged twice.
+
+A reversal (`POST /v1/charges/{paymentId}/reverse`) is how a caller that lost track of a charge
+makes sure it never happens: when nothing was charged yet, the paymentId is marked `reversed`
+and every later charge with it is refused; when a charge already exists, the reversal is
+refused (409) with that charge, so the caller settles it from the answer instead.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class Charge:
     payment_id: str
     amount: int
     currency: str
-    status: Literal["approved", "declined", "cancelled"]
+    status: Literal["approved", "declined", "cancelled", "reversed"]
     transaction_id: str | None
     failure_code: str | None = None
     failure_message: str | None = None
@@ -73,23 +78,44 @@ def _problem(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
-def create_sandbox_app(timeout_seconds: float) -> FastAPI:
+def _refused_with(status: int, code: str, message: str, charge: Charge) -> JSONResponse:
+    """A refusal that carries the charge it is about, so the caller can settle from it."""
+    return JSONResponse({"error": code, "message": message, **charge.to_json()}, status_code=status)
+
+
+def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -> FastAPI:
     """The sandbox; `timeout_seconds` is the caller's GATEWAY_TIMEOUT_SECONDS (the 408 case
-    answers 2 s after it)."""
+    answers 2 s after it) and `reconcile_after_seconds` its RECONCILE_AFTER_SECONDS (the 409
+    case charges 3 s after the caller's reconciler may have looked for the charge)."""
     app = FastAPI(title="sandbox-gateway", docs_url=None, redoc_url=None, openapi_url=None)
     ledger = SandboxLedger()
     app.state.ledger = ledger
+    late_charge_delay = timeout_seconds + reconcile_after_seconds + 3
+
+    def answer_existing(existing: Charge, amount: int) -> JSONResponse:
+        if existing.status == "reversed":
+            return _refused_with(
+                409,
+                "CHARGE_REVERSED",
+                "This paymentId was reversed: it can never be charged",
+                existing,
+            )
+        if existing.amount != amount:
+            return _problem(409, "IDEMPOTENCY_CONFLICT", "paymentId reused with another amount")
+        status = 402 if existing.status == "declined" else 200
+        return JSONResponse(existing.to_json(), status_code=status)
 
     @app.post("/v1/charges")
     async def charge(body: ChargeRequest) -> JSONResponse:
         ledger.charge_attempts[body.payment_id] = ledger.charge_attempts.get(body.payment_id, 0) + 1
+        ending = body.amount % 1000
+        if ending == 409 and body.payment_id not in ledger.charges:
+            # Held on its way: it lands long after the caller stopped waiting, unless the
+            # paymentId was reversed meanwhile (the check below runs after the wait).
+            await asyncio.sleep(late_charge_delay)
         existing = ledger.charges.get(body.payment_id)
         if existing is not None:
-            if existing.amount != body.amount:
-                return _problem(409, "IDEMPOTENCY_CONFLICT", "paymentId reused with another amount")
-            status = 402 if existing.status == "declined" else 200
-            return JSONResponse(existing.to_json(), status_code=status)
-        ending = body.amount % 1000
+            return answer_existing(existing, body.amount)
         if ending == 503:
             return _problem(503, "PROCESSOR_UNAVAILABLE", "The processor is unavailable")
         if ending == 402:
@@ -119,6 +145,19 @@ def create_sandbox_app(timeout_seconds: float) -> FastAPI:
         if existing is None:
             return _problem(404, "CHARGE_NOT_FOUND", "No charge for this paymentId")
         return JSONResponse(existing.to_json())
+
+    @app.post("/v1/charges/{payment_id}/reverse")
+    async def reverse(payment_id: str) -> JSONResponse:
+        existing = ledger.charges.get(payment_id)
+        if existing is None:
+            reversed_ = Charge(payment_id, 0, "KRW", "reversed", None)
+            ledger.charges[payment_id] = reversed_
+            return JSONResponse(reversed_.to_json())
+        if existing.status == "reversed":
+            return JSONResponse(existing.to_json())
+        return _refused_with(
+            409, "ALREADY_PROCESSED", "A charge exists for this paymentId", existing
+        )
 
     @app.post("/v1/charges/{payment_id}/cancel")
     async def cancel(payment_id: str) -> JSONResponse:

@@ -45,9 +45,15 @@ Clock = Callable[[], datetime]
 
 
 def payment_event(
-    event_type: EventType, payment: Payment, now: datetime, reference: str | None = None
+    event_type: EventType,
+    payment: Payment,
+    now: datetime,
+    reference: str | None = None,
+    *,
+    draft: bool = False,
 ) -> Event:
-    """The event of one change; `reference` tells apart changes of one type (refunds)."""
+    """The event of one change; `reference` tells apart changes of one type (refunds). A
+    `draft` is delivered only once its step publishes it (models/event.py)."""
     return Event(
         id=ids.event_id(),
         type=event_type,
@@ -55,6 +61,7 @@ def payment_event(
         merchant_id=payment.merchant_id,
         dedupe_key=f"{event_type.value}:{payment.id}:{reference or ''}",
         data={"payment": public_view(payment)},
+        status="draft" if draft else "pending",
         next_attempt_at=now,
         created_at=now,
     )

@@ -3,8 +3,11 @@ of the gateway's answers onto what the payment flow needs to know.
 
 The paymentId is the gateway's idempotency key, so asking again is always safe.
 
-Outcomes of a charge:
+Outcomes of a charge (and of a look-up or a reversal, which answer with the charge):
 - `approved` / `declined`: the gateway answered;
+- `reversed`: the paymentId was reversed, so nothing is charged and nothing ever will be;
+- `not_found`: a look-up found no charge *yet* — the request may still be on its way, so this
+  is not a "no" (only a confirmed reversal is);
 - `unknown`: it may have charged (timeout after sending, 5xx, broken answer): stay pending and
   let reconciliation ask later;
 - `unreachable`: no connection was ever made, so nothing can have been charged.
@@ -23,7 +26,7 @@ from payments_api.utils.logger import get_logger
 
 logger = get_logger("gateway")
 
-Outcome = Literal["approved", "declined", "unknown", "unreachable"]
+Outcome = Literal["approved", "declined", "reversed", "not_found", "unknown", "unreachable"]
 SANDBOX_BASE_URL = "http://sandbox-gateway"
 MAX_CONNECTIONS = 100
 MAX_KEEPALIVE = 20
@@ -82,12 +85,17 @@ class GatewayClient:
         return body if isinstance(body, dict) else {}
 
     def _charge_result(self, response: httpx.Response | Outcome) -> GatewayResult:
+        """A charge as the gateway describes it. A refusal (409) that carries the charge it
+        is about — a reversal refused because the charge exists — is read as that charge."""
         if isinstance(response, str):
             return GatewayResult(response)
         body = self._json(response)
-        if response.status_code == 200 and body.get("status") == "approved":
+        status = body.get("status")
+        if response.status_code in (200, 409) and status == "approved":
             return GatewayResult("approved", transaction_id=body.get("transactionId"), data=body)
-        if response.status_code == 402 or body.get("status") == "declined":
+        if response.status_code in (200, 409) and status == "reversed":
+            return GatewayResult("reversed", data=body)
+        if response.status_code == 402 or status == "declined":
             return GatewayResult(
                 "declined",
                 failure_code=str(body.get("failureCode") or "CARD_DECLINED"),
@@ -95,7 +103,7 @@ class GatewayClient:
                 data=body,
             )
         if response.status_code == 404:
-            return GatewayResult("declined", failure_code="NOT_FOUND", data=body)
+            return GatewayResult("not_found", data=body)
         return GatewayResult("unknown", data=body)
 
     async def charge(
@@ -114,8 +122,19 @@ class GatewayClient:
         return self._charge_result(response)
 
     async def lookup(self, payment_id: str) -> GatewayResult:
-        """What the gateway knows of a charge: approved, declined, or (404) never charged."""
+        """What the gateway knows of a charge: approved, declined, reversed, or (404) nothing
+        yet."""
         return self._charge_result(await self._send("GET", f"/v1/charges/{payment_id}"))
+
+    async def reverse(self, payment_id: str) -> GatewayResult:
+        """Make sure the charge of `payment_id` never happens: `reversed` when it had not
+        (and now never will), else the charge that does exist. Anything else — a gateway that
+        cannot reverse (404), a timeout — is `unknown`, never a "not charged"."""
+        result = self._charge_result(await self._send("POST", f"/v1/charges/{payment_id}/reverse"))
+        if result.outcome == "not_found":
+            logger.warning("gateway could not reverse a charge", paymentId=payment_id)
+            return GatewayResult("unknown", data=result.data)
+        return result
 
     async def cancel(self, payment_id: str) -> GatewayResult:
         response = await self._send("POST", f"/v1/charges/{payment_id}/cancel")

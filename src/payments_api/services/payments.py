@@ -5,8 +5,8 @@ The create flow, each step safe to repeat:
 2. the payment recorded `pending` (the unique (userId, idempotencyKey) index is the last word
    on the key), then its daily-limit hold taken by a guarded `$inc` — a refused hold deletes
    the payment again; both happen before any money moves, and a process that dies between
-   them leaves a pending payment that reconciliation fails (never charged), never an orphan
-   hold that would shrink the user's limit;
+   them leaves a pending payment that reconciliation reverses at the gateway and fails (never
+   charged), never an orphan hold that would shrink the user's limit;
 3. the gateway asked, with the paymentId as its idempotency key, no transaction open;
 4. settled through `SettlementService` (completed / failed) or left pending for reconciliation.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from payments_api.config.constants import EventType, PaymentStatus
+from payments_api.config.constants import EventType, FailureCode, PaymentStatus
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import (
@@ -84,7 +84,8 @@ class NewPayment:
 class CreateOutcome:
     """What the controller turns into a response.
 
-    status_code: 201 completed, 202 pending, 402 declined, 503 gateway unreachable, 200 replay.
+    status_code: 201 completed, 202 pending, 402 declined, 503 gateway unreachable or never
+    processed (NOT_CHARGED), 200 replay.
     """
 
     status_code: int
@@ -122,6 +123,15 @@ def _declined_error(payment: Payment) -> dict[str, Any]:
 
 def _unavailable_error() -> dict[str, Any]:
     return {"error": "GATEWAY_UNAVAILABLE", "message": GATEWAY_UNAVAILABLE_MESSAGE}
+
+
+def _not_processed_error() -> dict[str, Any]:
+    """The request never finished and the charge was reversed: not a decline."""
+    return {
+        "error": "PAYMENT_NOT_PROCESSED",
+        "message": "The payment was not processed and nothing was charged; "
+        "retry with a new Idempotency-Key",
+    }
 
 
 class PaymentService:
@@ -240,19 +250,13 @@ class PaymentService:
             currency=payment.currency,
             payment_method=payment.payment_method,
         )
-        if result.outcome == "approved":
-            settled = await self.settlement.complete(payment, result.transaction_id)
-        elif result.outcome == "declined":
-            settled = await self.settlement.fail(
-                payment,
-                result.failure_code or "CARD_DECLINED",
-                result.failure_message or "The payment was declined",
-            )
-        elif result.outcome == "unreachable":
-            settled = await self.settlement.fail(
-                payment, "GATEWAY_UNAVAILABLE", GATEWAY_UNAVAILABLE_MESSAGE
+        if result.outcome == "unreachable":
+            settled: Payment | None = await self.settlement.fail(
+                payment, FailureCode.GATEWAY_UNAVAILABLE, GATEWAY_UNAVAILABLE_MESSAGE
             )
         else:
+            settled = await self.settlement.settle(payment, result)
+        if settled is None:
             await self.cache.put(payment)
             log_business_event("payment pending", paymentId=payment.id, userId=payment.user_id)
             return CreateOutcome(202, public_view(payment))
@@ -264,8 +268,10 @@ class PaymentService:
         if payment.status == PaymentStatus.PENDING:
             return CreateOutcome(202, view)
         if payment.status == PaymentStatus.FAILED:
-            if payment.failure_code == "GATEWAY_UNAVAILABLE":
+            if payment.failure_code == FailureCode.GATEWAY_UNAVAILABLE:
                 return CreateOutcome(503, view, error=_unavailable_error())
+            if payment.failure_code == FailureCode.NOT_CHARGED:
+                return CreateOutcome(503, view, error=_not_processed_error())
             return CreateOutcome(402, view, error=_declined_error(payment))
         return CreateOutcome(201, view)
 

@@ -2,7 +2,16 @@
 
 - A payment `pending` for longer than RECONCILE_AFTER_SECONDS is looked up at the gateway by
   its paymentId and settled through `SettlementService`, the code the create flow uses:
-  approved → completed, declined or never charged → failed (hold released).
+  approved → completed, declined → failed (hold released). "No record" is not "never
+  charged" — the charge request may still be on its way — so such a payment is first
+  reversed at the gateway (which then refuses any later charge with that id); only a
+  confirmed reversal fails it (`NOT_CHARGED`). A reversal refused because the charge exists
+  answers with that charge, which settles the payment as usual.
+- A failure no gateway "no" stands behind (`NOT_CHARGED`, `GATEWAY_UNAVAILABLE`) is re-checked
+  at the gateway for 24 hours, with backoff; a charge that landed anyway is refunded there at
+  once, logged as a business event and counted.
+- A settlement that died after writing its draft event is finished or discarded by the
+  payment's state (`SettlementService.recover_draft`).
 - A refund or cancel reserved on a payment (`pendingRefunds`) with no recorded answer is asked
   again (the gateway is idempotent on the refundId and the paymentId) and then recorded, or its
   reservation given back.
@@ -36,14 +45,14 @@ from payments_api.services.refunds import RefundService
 from payments_api.services.settlement import SettlementService
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
-from payments_api.utils.logger import get_logger
+from payments_api.utils.logger import get_logger, log_business_event
 from payments_api.utils.metrics import Metrics
 
 logger = get_logger("reconciliation")
 
 LEASE_SECONDS = 30
 BATCH = 100
-NEVER_CHARGED = "NOT_CHARGED"
+MAX_RECHECK_INTERVAL = timedelta(hours=1)
 
 Clock = Callable[[], datetime]
 
@@ -89,6 +98,8 @@ class Reconciler:
                 except Exception:
                     logger.exception("reconciliation failed", paymentId=payment.id)
                 handled += 1
+        handled += await self._recheck_failures()
+        await self._recover_drafts()
         await self._fail_unreserved_refunds()
         await self._update_oldest_pending()
         return handled
@@ -106,22 +117,76 @@ class Reconciler:
 
     async def _settle_pending(self, payment: Payment) -> None:
         result = await self.gateway.lookup(payment.id)
-        if result.outcome == "approved":
-            settled = await self.settlement.complete(payment, result.transaction_id)
-        elif result.outcome == "declined":
-            never_charged = result.failure_code == "NOT_FOUND"
-            settled = await self.settlement.fail(
-                payment,
-                NEVER_CHARGED if never_charged else result.failure_code or "CARD_DECLINED",
-                "The gateway has no charge for this payment"
-                if never_charged
-                else result.failure_message or "The payment was declined",
+        if result.outcome == "not_found":
+            result = await self.gateway.reverse(payment.id)
+        settled = await self.settlement.settle(payment, result)
+        if settled is None:
+            logger.warning(
+                "gateway could not settle a pending payment yet",
+                paymentId=payment.id,
+                gateway=result.outcome,
             )
-        else:
-            logger.warning("gateway could not settle a pending payment yet", paymentId=payment.id)
             return
         self.metrics.reconciled.labels(settled.status).inc()
         logger.info("pending payment reconciled", paymentId=payment.id, status=settled.status)
+
+    async def _recheck_failures(self) -> int:
+        """Look again for a charge behind each failure whose re-check is due."""
+        checked = 0
+        while checked < BATCH:
+            now = self.clock()
+            payment = await payments.claim_recheck(
+                self.db, now=now, lease_until=now + timedelta(seconds=LEASE_SECONDS)
+            )
+            if payment is None:
+                break
+            try:
+                await self._recheck(payment)
+            except Exception:
+                logger.exception("late-charge re-check failed", paymentId=payment.id)
+            checked += 1
+        return checked
+
+    async def _recheck(self, payment: Payment) -> None:
+        now = self.clock()
+        result = await self.gateway.lookup(payment.id)
+        if result.outcome == "approved":
+            refunded = await self.gateway.cancel(payment.id)
+            if refunded.outcome == "approved":
+                if await payments.record_late_charge_refund(self.db, payment.id, now):
+                    self.metrics.late_charges_refunded.inc()
+                    log_business_event(
+                        "late charge refunded",
+                        paymentId=payment.id,
+                        userId=payment.user_id,
+                        merchantId=payment.merchant_id,
+                        amount=payment.amount,
+                        failureCode=payment.failure_code,
+                    )
+                return
+            logger.error(
+                "a late charge could not be refunded yet",
+                paymentId=payment.id,
+                gateway=refunded.outcome,
+            )
+        watching = payment.recheck_until is not None and now < payment.recheck_until
+        await payments.schedule_recheck(
+            self.db, payment.id, now + self._recheck_interval(payment) if watching else None
+        )
+
+    def _recheck_interval(self, payment: Payment) -> timedelta:
+        """After the first re-check (RECONCILE_AFTER_SECONDS after the failure), twice that,
+        doubling with each re-check, at most an hour."""
+        seconds = self.settings.reconcile_after_seconds * 2 ** min(payment.rechecks + 1, 16)
+        return min(timedelta(seconds=seconds), MAX_RECHECK_INTERVAL)
+
+    async def _recover_drafts(self) -> None:
+        cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
+        for draft in await events.stale_drafts(self.db, cutoff, BATCH):
+            try:
+                await self.settlement.recover_draft(draft)
+            except Exception:
+                logger.exception("draft recovery failed", paymentId=draft.payment_id)
 
     async def _settle_refunds(self, payment: Payment) -> None:
         for pending in payment.pending_refunds:

@@ -4,6 +4,7 @@ and reached by the controllers and the worker loops."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from redis.asyncio import Redis
@@ -73,7 +74,14 @@ def build_services(
     cache = PaymentCache(redis)
     limits = DailyLimitService(settings, database)
     stats = StatsService(redis, database, limits)
-    settlement = SettlementService(database, limits, cache, stats, metrics)
+    settlement = SettlementService(
+        database,
+        limits,
+        cache,
+        stats,
+        metrics,
+        first_recheck_after=timedelta(seconds=settings.reconcile_after_seconds),
+    )
     payment_service = PaymentService(
         settings, database, gateway, idempotency, limits, cache, stats, settlement
     )

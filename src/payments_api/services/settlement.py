@@ -2,26 +2,38 @@
 its event, its daily-limit release and the user's stats.
 
 The create flow and reconciliation both settle through here, so they can never disagree. Each
-settlement ends with a compare-and-set from `pending`: whoever settles first wins, and a
-second attempt returns the state the first one left. The writes before it are each
-deduplicated (ledger by reference, event by dedupe key, hold release by the holds list), so
-on a deployment without transactions a settlement that died half-way leaves the payment
-pending, and reconciliation completes it without writing anything twice.
+settlement turns on a compare-and-set from `pending`: whoever settles first wins, and a second
+attempt returns the state the first one left.
+
+The records of a step belong to the outcome that wins (../shared/ARCHITECTURE.md). Where there
+are transactions a lost compare-and-set aborts the step's own writes. Where there are none, the
+order keeps them right: the step writes its event as a *draft* (delivered to nobody), then its
+ledger record, then the compare-and-set; the winner then gives back the hold (a failure) and
+publishes its draft, discarding any draft a losing step left. A loser discards its own draft and
+ledger record. A step that died half-way leaves its draft behind: reconciliation finishes it or
+discards it by the payment's state (`recover_draft`), never writing anything twice.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from payments_api.config.constants import EventType, PaymentStatus
+from payments_api.config.constants import (
+    UNANSWERED_FAILURES,
+    EventType,
+    FailureCode,
+    PaymentStatus,
+)
 from payments_api.config.database import Database, Session
 from payments_api.models import event as events
 from payments_api.models import ledger
 from payments_api.models import payment as payments
 from payments_api.models import user as users
+from payments_api.models.event import Event
 from payments_api.models.payment import Payment
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import payment_event
+from payments_api.services.gateway import GatewayResult
 from payments_api.services.payment_cache import PaymentCache
 from payments_api.services.stats import StatsService
 from payments_api.utils.clock import utcnow
@@ -29,6 +41,27 @@ from payments_api.utils.logger import get_logger, log_business_event
 from payments_api.utils.metrics import Metrics
 
 PENDING = {"status": PaymentStatus.PENDING.value}
+RECHECK_FOR = timedelta(hours=24)
+"""How long a failure no gateway "no" stands behind is watched for a charge that lands."""
+
+COMPLETED_OR_LATER = frozenset(
+    {
+        PaymentStatus.COMPLETED,
+        PaymentStatus.PARTIALLY_REFUNDED,
+        PaymentStatus.REFUNDED,
+        PaymentStatus.CANCELLED,
+    }
+)
+"""Statuses a payment can only reach after its completion won."""
+
+NOT_CHARGED_MESSAGE = (
+    "The gateway's answer was lost and the charge was reversed: nothing was charged"
+)
+
+OUTCOME_OF_EVENT = {
+    EventType.PAYMENT_COMPLETED: PaymentStatus.COMPLETED,
+    EventType.PAYMENT_FAILED: PaymentStatus.FAILED,
+}
 
 logger = get_logger("settlement")
 
@@ -49,8 +82,11 @@ class SettlementService:
         cache: PaymentCache,
         stats: StatsService,
         metrics: Metrics,
+        *,
+        first_recheck_after: timedelta,
     ) -> None:
         self.db = db
+        self.first_recheck_after = first_recheck_after
         self.limits = limits
         self.cache = cache
         self.stats = stats
@@ -62,6 +98,21 @@ class SettlementService:
             raise LookupError(f"payment {payment_id} vanished")
         return current
 
+    async def settle(self, payment: Payment, result: GatewayResult) -> Payment | None:
+        """Settle by what the gateway said of the charge: approved → completed; declined, or
+        reversed (so never charged) → failed. None for anything that is not an answer."""
+        if result.outcome == "approved":
+            return await self.complete(payment, result.transaction_id)
+        if result.outcome == "declined":
+            return await self.fail(
+                payment,
+                result.failure_code or "CARD_DECLINED",
+                result.failure_message or "The payment was declined",
+            )
+        if result.outcome == "reversed":
+            return await self.fail(payment, FailureCode.NOT_CHARGED, NOT_CHARGED_MESSAGE)
+        return None
+
     async def complete(self, payment: Payment, transaction_id: str | None) -> Payment:
         """pending → completed, with the `payment` ledger record, the event and the stats."""
         now = utcnow()
@@ -71,11 +122,10 @@ class SettlementService:
             transaction_id=transaction_id,
             completed_at=now,
         )
+        event = payment_event(EventType.PAYMENT_COMPLETED, expected, now, draft=True)
         try:
             async with self.db.transaction() as session:
-                # The ledger record and the event first: both are deduplicated, so where there
-                # are no transactions a step that dies here leaves the payment pending and
-                # reconciliation finishes it without doubles. The compare-and-set comes last.
+                await events.append(self.db, event, session)
                 await ledger.record_movement(
                     self.db,
                     payment,
@@ -85,9 +135,6 @@ class SettlementService:
                     description=f"Payment for {payment.product_name}",
                     now=now,
                     session=session,
-                )
-                await events.append(
-                    self.db, payment_event(EventType.PAYMENT_COMPLETED, expected, now), session
                 )
                 updated = await self._compare_and_set(
                     payment,
@@ -99,11 +146,9 @@ class SettlementService:
                     now,
                     session,
                 )
-                await users.record_completed_payment(
-                    self.db, payment.user_id, payment.amount, now, session
-                )
+                await self._publish(updated, event, session)
         except _AlreadySettled as settled:
-            return settled.current
+            return await self._lost(settled.current, event)
         await self._after_change(updated)
         self.metrics.payments.labels("completed").inc()
         log_business_event(
@@ -117,30 +162,31 @@ class SettlementService:
         return updated
 
     async def fail(self, payment: Payment, failure_code: str, failure_message: str) -> Payment:
-        """pending → failed: the daily-limit hold is given back and the event written."""
+        """pending → failed: the daily-limit hold is given back and the event written. A
+        failure no gateway "no" stands behind is watched for a late charge for 24 hours."""
         now = utcnow()
         changes: dict[str, object] = {
             "status": PaymentStatus.FAILED.value,
             "failureCode": failure_code,
             "failureMessage": failure_message,
         }
+        if failure_code in UNANSWERED_FAILURES:
+            changes["nextRecheckAt"] = now + self.first_recheck_after
+            changes["recheckUntil"] = now + RECHECK_FOR
         expected = payment.next_state(
             now,
             status=PaymentStatus.FAILED,
             failure_code=failure_code,
             failure_message=failure_message,
         )
+        event = payment_event(EventType.PAYMENT_FAILED, expected, now, draft=True)
         try:
             async with self.db.transaction() as session:
-                # Event and release first (both happen at most once), the compare-and-set last,
-                # so a step that dies half-way is left pending for reconciliation to finish.
-                await events.append(
-                    self.db, payment_event(EventType.PAYMENT_FAILED, expected, now), session
-                )
-                await self.limits.release(payment, session)
+                await events.append(self.db, event, session)
                 updated = await self._compare_and_set(payment, changes, now, session)
+                await self._publish(updated, event, session)
         except _AlreadySettled as settled:
-            return settled.current
+            return await self._lost(settled.current, event)
         await self._after_change(updated)
         self.metrics.payments.labels("failed").inc()
         log_business_event(
@@ -150,6 +196,50 @@ class SettlementService:
             failureCode=failure_code,
         )
         return updated
+
+    async def _publish(self, payment: Payment, event: Event, session: Session) -> None:
+        """The rest of a step that won, its draft published last, so that a draft still
+        unpublished means "not finished" (`recover_draft`): a failure's hold given back (at
+        most once); the drafts and the `payment` ledger record of a losing step discarded;
+        the user's stats counted with the publication, which happens once."""
+        if payment.status == PaymentStatus.FAILED:
+            await self.limits.release(payment, session)
+            await ledger.discard(self.db, "payment", payment.id, session)
+        await events.discard_drafts(self.db, payment.id, keep=event.dedupe_key, session=session)
+        published = await events.publish_draft(self.db, event.dedupe_key, session)
+        if published and event.type == EventType.PAYMENT_COMPLETED:
+            await users.record_completed_payment(
+                self.db, payment.user_id, payment.amount, event.created_at, session
+            )
+
+    async def _lost(self, current: Payment, event: Event) -> Payment:
+        """This step lost its compare-and-set: when another outcome won, the step's own records
+        (written where there is no transaction to abort) are discarded."""
+        if not _is_outcome(current, OUTCOME_OF_EVENT[EventType(event.type)]):
+            await events.discard_draft(self.db, event.dedupe_key)
+            if current.status == PaymentStatus.FAILED:
+                await ledger.discard(self.db, "payment", current.id)
+        return current
+
+    async def recover_draft(self, draft: Event) -> None:
+        """Finish or discard the draft of a step that died before it published or discarded
+        it, by what the payment's state says happened; a payment still pending is left to
+        the pending pass, which settles it through this same code."""
+        current = await payments.find_by_id(self.db, draft.payment_id)
+        if current is None:
+            await events.discard_draft(self.db, draft.dedupe_key)
+            return
+        if current.status == PaymentStatus.PENDING:
+            return
+        outcome = OUTCOME_OF_EVENT.get(EventType(draft.type))
+        if outcome is not None and _is_outcome(current, outcome):
+            async with self.db.transaction() as session:
+                await self._publish(current, draft, session)
+            await self._after_change(current)
+            logger.warning("finished a settlement that died half-way", paymentId=current.id)
+        else:
+            await self._lost(current, draft)
+            logger.warning("discarded the records of a losing step", paymentId=current.id)
 
     async def _compare_and_set(
         self, payment: Payment, changes: dict[str, object], now: datetime, session: Session
@@ -175,3 +265,10 @@ class SettlementService:
         """After the commit: the read cache gets the new state, the stats hash is dropped."""
         await self.cache.put(payment)
         await self.stats.invalidate(payment.user_id)
+
+
+def _is_outcome(payment: Payment, outcome: PaymentStatus) -> bool:
+    """Whether `payment` is in `outcome` or in a state only `outcome` leads to."""
+    if outcome == PaymentStatus.COMPLETED:
+        return payment.status in COMPLETED_OR_LATER
+    return payment.status == outcome

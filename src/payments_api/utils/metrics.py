@@ -49,6 +49,11 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.late_charges_refunded = Counter(
+            "late_charges_refunded_total",
+            "Charges that landed after their payment had failed, found and refunded.",
+            registry=self.registry,
+        )
         self.oldest_pending_age = Gauge(
             "oldest_pending_payment_age_seconds",
             "Age of the oldest payment still pending (0 when none).",
