@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pymongo import ReturnDocument
@@ -55,10 +55,14 @@ async def set_status(
     failure_code: str | None = None,
     session: Session = None,
 ) -> Refund | None:
-    """Move a pending refund to its outcome; None if it was no longer pending."""
+    """Move a pending refund to its outcome; None if it was no longer pending. A failed refund
+    lets go of its Idempotency-Key (it refunded nothing, so a retry with the key tries again)."""
+    update: dict[str, Any] = {"$set": {"status": status, "failureCode": failure_code}}
+    if status == "failed":
+        update["$unset"] = {"idempotencyScope": ""}
     raw = await db[COLLECTION].find_one_and_update(
         {"_id": refund_id, "status": "pending"},
-        {"$set": {"status": status, "failureCode": failure_code}},
+        update,
         return_document=ReturnDocument.AFTER,
         session=session,
     )

@@ -105,6 +105,14 @@ def reused_key_error() -> UnprocessableError:
     )
 
 
+def in_flight_error() -> ConflictError:
+    return ConflictError(
+        "IDEMPOTENCY_KEY_IN_USE",
+        "A request with this Idempotency-Key is still being processed",
+        headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)},
+    )
+
+
 def unavailable() -> ServiceUnavailableError:
     return ServiceUnavailableError(
         "SERVICE_UNAVAILABLE", "The service is temporarily unavailable, please retry"
@@ -138,12 +146,19 @@ class IdempotencyService:
                 raise reused_key_error()
             return stored
         if kind == "locked":
-            raise ConflictError(
-                "IDEMPOTENCY_KEY_IN_USE",
-                "A request with this Idempotency-Key is still being processed",
-                headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)},
-            )
+            raise in_flight_error()
         return Claim(result_key, lock_key, token, body_fingerprint)
+
+    async def forget(self, scope: str, key: str) -> None:
+        """Drop the finished result of (scope, key) so that the key may be tried again: for a
+        result that must not be replayed (what it made failed after all). Should a retry
+        have stored a new result in between, it goes too; the database's unique index then
+        answers the next replay."""
+        try:
+            await self.redis.delete(f"idem:{scope}:{key}")
+        except (RedisError, OSError) as exc:
+            logger.error("idempotency store unavailable", error=type(exc).__name__)
+            raise unavailable() from exc
 
     async def finish(self, claim: Claim, result: StoredResult) -> None:
         """Remember the result and let go of the lock. A failure here loses nothing: the

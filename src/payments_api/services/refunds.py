@@ -33,9 +33,11 @@ from payments_api.services.auth import Principal
 from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import (
+    Claim,
     IdempotencyService,
     StoredResult,
     fingerprint,
+    in_flight_error,
     reused_key_error,
 )
 from payments_api.services.payment_cache import PaymentCache
@@ -114,12 +116,9 @@ class RefundService:
             return await self._refund(principal, payment, amount, reason, None)
         body = fingerprint({"paymentId": payment_id, "amount": amount, "reason": reason})
         scope = f"refund:{principal.kind}:{principal.id}"
-        claim = await self.idempotency.begin(scope, key, body)
-        if isinstance(claim, StoredResult):
-            stored = await refunds.find_by_id(self.db, claim.resource_id)
-            if stored is None:
-                raise not_found()
-            return RefundOutcome(stored, replayed=True)
+        claim = await self._begin(scope, key, body)
+        if isinstance(claim, Refund):
+            return RefundOutcome(claim, replayed=True)
         try:
             outcome = await self._refund(
                 principal, payment, amount, reason, (f"{scope}:{key}", body)
@@ -129,6 +128,23 @@ class RefundService:
             raise
         await self.idempotency.finish(claim, StoredResult(body, outcome.refund.id, 200))
         return outcome
+
+    async def _begin(self, scope: str, key: str, body: str) -> Claim | Refund:
+        """The key's lock, or the refund an earlier request with it made — unless that refund
+        failed after all: a refund that did not happen is never replayed as one, so its
+        result is forgotten and the key tries again (once; a second failed result found
+        here is another retry's, still settling: 409 as in flight)."""
+        for _ in range(2):
+            claim = await self.idempotency.begin(scope, key, body)
+            if not isinstance(claim, StoredResult):
+                return claim
+            stored = await refunds.find_by_id(self.db, claim.resource_id)
+            if stored is None:
+                raise not_found()
+            if stored.status != "failed":
+                return stored
+            await self.idempotency.forget(scope, key)
+        raise in_flight_error()
 
     async def _stored_refund(self, scope: str, body_fingerprint: str) -> Refund | None:
         """The refund an earlier request with this key made (when Redis forgot the key)."""
