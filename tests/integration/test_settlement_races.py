@@ -222,3 +222,22 @@ async def test_a_failure_clears_what_a_completion_that_died_before_its_compare_a
     assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
         "payment.failed"
     ]
+
+
+async def test_the_draft_of_a_failure_that_died_before_losing_is_discarded(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = await open_shop(client)
+    payment = await abandoned_payment(app, shop, AMOUNT)
+    services = app.state.services
+    dies_once(monkeypatch, payments_model, "update_where")
+    with pytest.raises(Died):
+        await services.settlement.fail(payment, "NOT_CHARGED", "reversed")
+    await services.settlement.complete(payment, "gtx_won")
+
+    await reconciler_for(app, Clock(utcnow() + reconcile_after(app))).run_once()
+
+    assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
+        "payment.completed"
+    ]
+    assert (await daily_holds(app, shop))["spent"] == AMOUNT

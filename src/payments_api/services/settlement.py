@@ -8,8 +8,8 @@ attempt returns the state the first one left.
 The records of a step belong to the outcome that wins (../shared/ARCHITECTURE.md). Where there
 are transactions a lost compare-and-set aborts the step's own writes. Where there are none, the
 order keeps them right: the step writes its event as a *draft* (delivered to nobody), then its
-ledger record, then the compare-and-set; the winner then gives back the hold (a failure) and
-publishes its draft, discarding any draft a losing step left. A loser discards its own draft and
+ledger record, then the compare-and-set; the winner then publishes its draft (a failure first
+gives back the hold and clears what a dead completion left). A loser discards its own draft and
 ledger record. A step that died half-way leaves its draft behind: reconciliation finishes it or
 discards it by the payment's state (`recover_draft`), never writing anything twice.
 """
@@ -199,13 +199,15 @@ class SettlementService:
 
     async def _publish(self, payment: Payment, event: Event, session: Session) -> None:
         """The rest of a step that won, its draft published last, so that a draft still
-        unpublished means "not finished" (`recover_draft`): a failure's hold given back (at
-        most once); the drafts and the `payment` ledger record of a losing step discarded;
-        the user's stats counted with the publication, which happens once."""
+        unpublished means "not finished" (`recover_draft`). A failure gives back its hold (at
+        most once) and clears what a completion that died before its compare-and-set left
+        (a completion need not: a dead failure wrote nothing but its draft, which
+        `recover_draft` discards). The user's stats are counted with the publication, which
+        happens once."""
         if payment.status == PaymentStatus.FAILED:
             await self.limits.release(payment, session)
             await ledger.discard(self.db, "payment", payment.id, session)
-        await events.discard_drafts(self.db, payment.id, keep=event.dedupe_key, session=session)
+            await events.discard_drafts(self.db, payment.id, keep=event.dedupe_key, session=session)
         published = await events.publish_draft(self.db, event.dedupe_key, session)
         if published and event.type == EventType.PAYMENT_COMPLETED:
             await users.record_completed_payment(
