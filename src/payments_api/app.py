@@ -92,6 +92,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        # A slash redirect is built from `Host`, which the client chose: a trailing slash is a
+        # 404 like any other unknown path, and no answer ever names the request's host.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.started_at = time.monotonic()
