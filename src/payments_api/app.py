@@ -20,6 +20,7 @@ from payments_api.middleware.body_limit import BodyLimitMiddleware
 from payments_api.middleware.compression import CompressionMiddleware
 from payments_api.middleware.cors import CORSMiddleware
 from payments_api.middleware.errors import UnhandledErrorMiddleware, register_error_handlers
+from payments_api.middleware.headers import RequestHeadersMiddleware
 from payments_api.middleware.logging import AccessLogMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         Middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies),
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(SecurityHeadersMiddleware),
+        Middleware(RequestHeadersMiddleware),
         Middleware(CORSMiddleware, allowed_origins=settings.allowed_origins),
         Middleware(CompressionMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
