@@ -41,3 +41,6 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 
 HEADER_WHITESPACE = b" \t"
 """The optional whitespace around a header field value, which is not part of it (RFC 9110)."""
+MAX_HEADER_COUNT = 100
+MAX_HEADER_BYTES = 16 * 1024
+"""The contract's bounds on a request's header fields: how many, and their bytes in all."""
