@@ -64,6 +64,8 @@ def _load_settings() -> Settings:
 def serve(host: str, port: int | None, workers: int) -> int:
     import uvicorn
 
+    from payments_api.server import BoundedHttpToolsProtocol
+
     settings = _load_settings()
     if workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
@@ -83,6 +85,8 @@ def serve(host: str, port: int | None, workers: int) -> int:
         "access_log": False,
         "log_config": None,
         "proxy_headers": False,
+        # httptools with a bound on the request head (uvicorn has none for httptools).
+        "http": BoundedHttpToolsProtocol,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "lifespan": "on",
     }
