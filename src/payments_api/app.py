@@ -22,6 +22,7 @@ from payments_api.middleware.cors import CORSMiddleware
 from payments_api.middleware.errors import UnhandledErrorMiddleware, register_error_handlers
 from payments_api.middleware.headers import RequestHeadersMiddleware
 from payments_api.middleware.logging import AccessLogMiddleware
+from payments_api.middleware.methods import HeadAsGetMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
 from payments_api.middleware.request_context import RequestContextMiddleware
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         Middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies),
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(SecurityHeadersMiddleware),
+        Middleware(HeadAsGetMiddleware),
         Middleware(RequestHeadersMiddleware),
         Middleware(CORSMiddleware, allowed_origins=settings.allowed_origins),
         Middleware(CompressionMiddleware),

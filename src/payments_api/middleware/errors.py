@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments_api.errors import AppError
+from payments_api.middleware.methods import allowed_methods
 from payments_api.middleware.request_context import request_state
 from payments_api.utils.logger import get_logger, log_security_event
 
@@ -144,6 +145,10 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
         code, message = "ROUTE_NOT_FOUND", f"Cannot {request.method} {request.url.path}"
     elif status == 405:
         code, message = "METHOD_NOT_ALLOWED", f"Cannot {request.method} {request.url.path}"
+        headers = {
+            **(headers or {}),
+            "Allow": ", ".join(allowed_methods(request.app.routes, request.url.path)),
+        }
     else:
         code = _STATUS_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
         message = exc.detail if isinstance(exc.detail, str) and status < 500 else "Request failed"
