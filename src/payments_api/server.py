@@ -14,10 +14,12 @@ is `middleware/headers.py`'s; this bound leaves room for a request line, and kee
 client can make a process buffer to MAX_HEAD_BYTES and one read. The cost is one addition and
 one comparison per read of the socket while a head is incomplete, none per header.
 
-After that answer it closes in stages (RFC 9112 §9.6): it half-closes its side, drops what the
-client still sends, and closes once the client has gone or LINGER_SECONDS have passed. Closing
-at once, with the client's bytes still arriving, makes the kernel reset the connection, and a
-reset may erase the answer on the client's side before it has been read.
+A request httptools cannot parse gets the contract's JSON 400 the same way (uvicorn's own is
+plain text). After either answer the connection is closed in stages (RFC 9112 §9.6): its
+sending side first, then, dropping what the client still sends, all of it once the client has
+gone or LINGER_SECONDS have passed. Closing at once, with the client's bytes still arriving,
+makes the kernel reset the connection, and a reset may erase the answer on the client's side
+before it has been read.
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self.in_head = True  # whatever comes next on this connection is the next request's head
         self.head_bytes = 0
+
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse: the contract's 400 (uvicorn's is plain text;
+        uvicorn has logged it already)."""
+        self._refuse(400, "BAD_REQUEST", "The request is not valid HTTP/1.1")
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         self.refused = True
