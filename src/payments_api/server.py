@@ -43,10 +43,13 @@ LINGER_SECONDS = 5.0
 
 
 def error_answer(
-    status: int, code: str, message: str, default_headers: list[tuple[bytes, bytes]]
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    default_headers: list[tuple[bytes, bytes]],
 ) -> bytes:
     """A whole HTTP/1.1 response with the contract's error body, closing the connection."""
-    request_id = ulid()
     body = json.dumps(
         {"error": code, "message": message, "requestId": request_id}, separators=(",", ":")
     ).encode()
@@ -81,15 +84,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.head_bytes += len(data)
         super().data_received(data)
         if self.in_head and self.head_bytes > MAX_HEAD_BYTES and not self.refused:
-            log_security_event(
-                "request head too large: refused by the server",
-                headBytes=self.head_bytes,
-                ip=self.client[0] if self.client else "",
-            )
-            self._refuse(
+            request_id = self._refuse(
                 431,
                 "HEADERS_TOO_LARGE",
                 f"Request headers are limited to {MAX_HEADER_BYTES} bytes in all",
+            )
+            log_security_event(
+                "request head too large: refused by the server",
+                requestId=request_id,
+                headBytes=self.head_bytes,
+                ip=self.client[0] if self.client else "",
             )
 
     def on_headers_complete(self) -> None:
@@ -106,20 +110,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         uvicorn has logged it already)."""
         self._refuse(400, "BAD_REQUEST", "The request is not valid HTTP/1.1")
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(self, status: int, code: str, message: str) -> str:
+        """Answer `status` with the contract's body (its request id returned) and close."""
         self.refused = True
+        request_id = ulid()
         if self.transport.is_closing():
-            return
+            return request_id
         if self.cycle is not None and not self.cycle.response_complete:
             # An earlier request on this connection is still being answered: an answer of
             # ours now would land inside that response.
             self.transport.close()
-            return
-        answer = error_answer(status, code, message, self.server_state.default_headers)
-        self.transport.write(answer)
+            return request_id
+        default_headers = self.server_state.default_headers
+        self.transport.write(error_answer(status, code, message, request_id, default_headers))
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        return request_id
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.linger is not None:

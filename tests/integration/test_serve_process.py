@@ -59,8 +59,11 @@ def test_a_head_past_the_bound_is_answered_before_the_rest_of_it_is_sent(
     endless = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * MIB
     raw = exchange(server.port, endless)
     assert_refused_431_and_still_serving(server, raw)
+    request_id = parse_answer(raw).headers["x-request-id"]
     assert any(
-        record.get("security") is True and record["message"].startswith("request head too large")
+        record.get("security") is True
+        and record["message"].startswith("request head too large")
+        and record["requestId"] == request_id
         for record in server.log_records()
     ), server.tail()
 
