@@ -37,6 +37,7 @@ _STATUS_CODES = {
     429: "TOO_MANY_REQUESTS",
 }
 
+
 # A missing/invalid credential or a caller without the right: logged here as a security event.
 # Domain refusals (INVALID_CREDENTIALS, USER_INACTIVE) are logged by the service that knows
 # their details, so a failed login is one security line, not two.
