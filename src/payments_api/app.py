@@ -20,7 +20,9 @@ from payments_api.middleware.body_limit import BodyLimitMiddleware
 from payments_api.middleware.compression import CompressionMiddleware
 from payments_api.middleware.cors import CORSMiddleware
 from payments_api.middleware.errors import UnhandledErrorMiddleware, register_error_handlers
+from payments_api.middleware.headers import RequestHeadersMiddleware
 from payments_api.middleware.logging import AccessLogMiddleware
+from payments_api.middleware.methods import HeadAsGetMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
 from payments_api.middleware.request_context import RequestContextMiddleware
@@ -76,6 +78,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         Middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies),
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(SecurityHeadersMiddleware),
+        Middleware(HeadAsGetMiddleware),
+        Middleware(RequestHeadersMiddleware),
         Middleware(CORSMiddleware, allowed_origins=settings.allowed_origins),
         Middleware(CompressionMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
@@ -92,6 +96,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        # A slash redirect is built from `Host`, which the client chose: a trailing slash is a
+        # 404 like any other unknown path, and no answer ever names the request's host.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.started_at = time.monotonic()

@@ -64,6 +64,9 @@ def _load_settings() -> Settings:
 def serve(host: str, port: int | None, workers: int) -> int:
     import uvicorn
 
+    from payments_api.server import BoundedHttpToolsProtocol
+    from payments_api.utils.logger import configure_logging, stdlib_log_config
+
     settings = _load_settings()
     if workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
@@ -80,13 +83,20 @@ def serve(host: str, port: int | None, workers: int) -> int:
         "port": port or settings.port,
         "server_header": False,
         "date_header": True,
-        "access_log": False,
-        "log_config": None,
+        "access_log": False,  # the app logs each request itself
+        # uvicorn's own lines (and any other `logging` record) as the app's JSON lines, in
+        # this process and in each `--workers` process.
+        "log_config": stdlib_log_config(settings.log_level),
         "proxy_headers": False,
+        # httptools with a bound on the request head (uvicorn has none for httptools).
+        "http": BoundedHttpToolsProtocol,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "lifespan": "on",
     }
     if workers > 1:
+        # This process only supervises the workers and builds no app: its own lines need
+        # the logger configured here.
+        configure_logging(settings.log_level, settings.app_env)
         uvicorn.run("payments_api.app:create_app_from_env", factory=True, workers=workers, **common)
     else:
         from payments_api.app import create_app

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from redis import Redis
 
@@ -171,6 +172,29 @@ async def test_same_key_with_a_different_body_is_422_idempotency_key_reused(
         assert "Idempotent-Replayed" not in response.headers
     assert len(await payments_of(app, user.user_id)) == 1
     assert charges_made(app) == 1
+
+
+@pytest.mark.parametrize("padded", ["order-7  ", "\torder-7", " order-7\t "], ids=repr)
+async def test_a_key_with_whitespace_around_it_is_the_same_key(
+    client: httpx.AsyncClient, app: FastAPI, padded: str
+) -> None:
+    """RFC 9110: the whitespace around a field value is not part of it."""
+    user, merchant = await user_and_merchant(client)
+    first = await post_payment(client, user, payment_body(merchant.merchant_id), "order-7")
+    assert first.status_code == 201, first.text
+
+    second = await post_payment(client, user, payment_body(merchant.merchant_id), padded)
+
+    assert assert_replay(second)["payment"]["paymentId"] == first.json()["payment"]["paymentId"]
+    assert len(await payments_of(app, user.user_id)) == 1
+    assert charges_made(app) == 1
+
+
+async def test_a_key_of_only_whitespace_is_an_invalid_key(client: httpx.AsyncClient) -> None:
+    user, merchant = await user_and_merchant(client)
+    response = await post_payment(client, user, payment_body(merchant.merchant_id), " \t ")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "INVALID_IDEMPOTENCY_KEY"
 
 
 # --- scope ----------------------------------------------------------------------------------

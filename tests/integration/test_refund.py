@@ -451,6 +451,27 @@ async def test_a_refund_replayed_from_the_database_says_it_was_replayed(
     assert again.headers.get("Idempotent-Replayed") == "true"
 
 
+async def test_a_key_with_whitespace_around_it_replays_the_same_refund(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """RFC 9110: the whitespace around a field value is not part of it."""
+    shop, payment = await open_shop_and_pay(client)
+    payment_id = payment["paymentId"]
+    body = {"amount": 2_000, "reason": "One item back"}
+
+    first = await _keyed_refund(client, shop.merchant.headers, payment_id, "refund-7", body)
+    again = await _keyed_refund(client, shop.merchant.headers, payment_id, "\trefund-7  ", body)
+
+    assert first.status_code == 200, first.text
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["refund"] == first.json()["refund"]
+    assert len(await documents(app, "refunds", paymentId=payment_id)) == 1
+    current = await read(client, shop.merchant.headers, payment_id)
+    assert current["refundedAmount"] == 2_000
+    await assert_money_agrees(app, current)
+
+
 async def test_a_malformed_idempotency_key_is_a_400(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import structlog
 
-from payments_api.utils.logger import REDACTED, redact, scrub_text
+from payments_api.utils.logger import (
+    REDACTED,
+    JSONLineHandler,
+    configure_logging,
+    redact,
+    scrub_text,
+    stdlib_log_config,
+)
 from tests.conftest import ADMIN_PASSWORD
 from tests.fixtures.apps import LogCapture
 from tests.fixtures.factories import create_merchant, register_user
@@ -199,3 +210,63 @@ async def test_every_log_line_carries_the_common_fields(
         assert record["service"] == "payments-api"
         assert record["environment"] == "test"
         assert record["@timestamp"].endswith("Z")
+
+
+# --- standard-library records (uvicorn's own) as the same JSON lines ------------------------
+
+
+@pytest.fixture
+def stdlib_logger() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A `logging` logger writing through JSONLineHandler, and the stream its lines go to."""
+    stream = io.StringIO()
+    configure_logging("info", "test", stream=stream)
+    logger = logging.getLogger("uvicorn.error.test-only")
+    handler = JSONLineHandler()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+        configure_logging("info", "test")
+
+
+def test_a_stdlib_record_is_a_json_line_with_the_common_fields(
+    stdlib_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = stdlib_logger
+    structlog.contextvars.bind_contextvars(requestId="req-1")
+    try:
+        logger.warning("Invalid %s received from %s", "request", "Bearer abc.def-123")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    [line] = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "Invalid request received from Bearer [REDACTED]"
+    assert record["level"] == "warning"
+    assert record["component"] == "uvicorn.error.test-only"
+    assert record["requestId"] == "req-1"
+    assert record["environment"] == "test"
+    assert {"@timestamp", "service", "version", "pid"} <= set(record)
+
+
+def test_a_stdlib_exception_is_one_json_line_with_its_traceback(
+    stdlib_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = stdlib_logger
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logger.exception("Exception in ASGI application")
+    [line] = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "error"
+    assert "RuntimeError: boom" in record["exception"]
+
+
+def test_the_uvicorn_log_config_keeps_its_access_log_off() -> None:
+    config = stdlib_log_config("debug")
+    assert config["loggers"]["uvicorn"]["level"] == "DEBUG"
+    access = config["loggers"]["uvicorn.access"]
+    assert access["handlers"] == []
+    assert access["propagate"] is False

@@ -51,3 +51,9 @@ REQUEST_ID_MAX_LENGTH = 128
 SERVER_WAIT_SECONDS = 10.0
 READINESS_TIMEOUT_SECONDS = 1.0
 GRACEFUL_SHUTDOWN_SECONDS = 30
+
+HEADER_WHITESPACE = b" \t"
+"""The optional whitespace around a header field value, which is not part of it (RFC 9110)."""
+MAX_HEADER_COUNT = 100
+MAX_HEADER_BYTES = 16 * 1024
+"""The contract's bounds on a request's header fields: how many, and their bytes in all."""

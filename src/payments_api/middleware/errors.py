@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments_api.errors import AppError
+from payments_api.middleware.methods import allowed_methods
 from payments_api.middleware.request_context import request_state
 from payments_api.utils.logger import get_logger, log_security_event
 
@@ -41,6 +42,11 @@ _STATUS_CODES = {
 # Domain refusals (INVALID_CREDENTIALS, USER_INACTIVE) are logged by the service that knows
 # their details, so a failed login is one security line, not two.
 _ACCESS_DENIED = frozenset({"UNAUTHORIZED", "FORBIDDEN"})
+
+# What `json.loads` raises besides a syntax error (which FastAPI reports as `json_invalid`):
+# invalid UTF-8 (UnicodeDecodeError), an integer past Python's digit limit (ValueError) and
+# nesting past the recursion limit (RecursionError). FastAPI turns each into a bare 400.
+_UNPARSABLE_BODY = (ValueError, RecursionError)
 
 
 def error_body(
@@ -134,10 +140,16 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     headers = dict(exc.headers) if exc.headers else None
-    if status == 404:
+    if status == 400 and isinstance(exc.__cause__, _UNPARSABLE_BODY):
+        code, message = "INVALID_JSON", "The request body is not valid JSON"
+    elif status == 404:
         code, message = "ROUTE_NOT_FOUND", f"Cannot {request.method} {request.url.path}"
     elif status == 405:
         code, message = "METHOD_NOT_ALLOWED", f"Cannot {request.method} {request.url.path}"
+        headers = {
+            **(headers or {}),
+            "Allow": ", ".join(allowed_methods(request.app.routes, request.url.path)),
+        }
     else:
         code = _STATUS_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
         message = exc.detail if isinstance(exc.detail, str) and status < 500 else "Request failed"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payments_api.config.constants import REQUEST_ID_MAX_LENGTH
+from payments_api.config.constants import HEADER_WHITESPACE, REQUEST_ID_MAX_LENGTH
 from payments_api.utils.ids import ulid
 
 
@@ -60,6 +60,7 @@ class RequestContextMiddleware:
         forwarded_for = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
+                value = value.strip(HEADER_WHITESPACE)  # it runs before RequestHeadersMiddleware
                 if not request_id and _sane(value):
                     request_id = value.decode("ascii")
             elif name == b"x-forwarded-for":

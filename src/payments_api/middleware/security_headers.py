@@ -28,7 +28,7 @@ _COMMON: list[tuple[bytes, bytes]] = [
     (b"x-dns-prefetch-control", b"off"),
     (b"x-permitted-cross-domain-policies", b"none"),
 ]
-_API_HEADERS = [*_COMMON, (b"content-security-policy", API_CSP.encode())]
+API_HEADERS = [*_COMMON, (b"content-security-policy", API_CSP.encode())]
 _DOCS_HEADERS = [*_COMMON, (b"content-security-policy", DOCS_CSP.encode())]
 _NAMING_SOFTWARE = frozenset({b"server", b"x-powered-by"})
 
@@ -41,7 +41,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = _DOCS_HEADERS if scope["path"] in DOCS_PATHS else _API_HEADERS
+        extra = _DOCS_HEADERS if scope["path"] in DOCS_PATHS else API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

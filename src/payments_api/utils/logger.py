@@ -3,6 +3,10 @@
 Redaction is a processor, so no call site can forget it: sensitive keys are replaced,
 credentials and card-number-like digit runs inside strings are masked, and CR/LF are stripped
 from every string so a user-supplied value cannot forge a log line.
+
+Records of the standard library's `logging` — uvicorn's own loggers, asyncio's, Python's
+warnings — become the same lines through the same processors (`stdlib_log_config`, which
+`serve` hands uvicorn, so every server process applies it, `--workers` ones included).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 import structlog
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from payments_api import __version__
 
@@ -161,6 +165,19 @@ def _json_dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
+def _rendering() -> list[Processor]:
+    """From an event's fields to its JSON line: the processors every line goes through."""
+    return [
+        structlog.processors.format_exc_info,
+        redact,  # before the fields this process adds itself, which need no scrubbing
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="@timestamp"),
+        _STATIC_FIELDS,
+        structlog.processors.EventRenamer("message"),
+        structlog.processors.JSONRenderer(serializer=_json_dumps),
+    ]
+
+
 def configure_logging(
     level: str = "info", environment: str = "development", stream: TextIO | None = None
 ) -> None:
@@ -168,22 +185,69 @@ def configure_logging(
     _WRITER.stream = stream
     _STATIC_FIELDS.environment = environment
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.format_exc_info,
-            redact,  # before the fields this process adds itself, which need no scrubbing
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="@timestamp"),
-            _STATIC_FIELDS,
-            structlog.processors.EventRenamer("message"),
-            structlog.processors.JSONRenderer(serializer=_json_dumps),
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *_rendering()],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=lambda *_: _WRITER,
         cache_logger_on_first_use=True,
     )
+
+
+def _component(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """A standard-library record's logger name (`uvicorn.error`) is the line's component."""
+    record = event_dict.get("_record")
+    if isinstance(record, logging.LogRecord):
+        event_dict.setdefault("component", record.name)
+    return event_dict
+
+
+class JSONLineHandler(logging.Handler):
+    """A `logging` handler writing each record as the app's JSON line, through the same
+    processors and the same writer as structlog's own lines."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=[structlog.contextvars.merge_contextvars, _component],
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    *_rendering(),
+                ],
+            )
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _WRITER.msg(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def json_line_handler() -> JSONLineHandler:
+    """The handler of `stdlib_log_config`. Python's warnings are routed to `logging` here,
+    where the configuration is applied in each process, so they too become JSON lines."""
+    logging.captureWarnings(True)
+    return JSONLineHandler()
+
+
+def stdlib_log_config(level: str = "info") -> dict[str, Any]:
+    """A `logging.config.dictConfig` configuration (uvicorn's `log_config`): uvicorn's own
+    loggers write JSON lines at `level`, every other logger its warnings and errors, all on
+    standard output. uvicorn's access log stays off: the app logs each request itself."""
+    name = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"json": {"()": f"{__name__}.json_line_handler"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["json"], "level": name, "propagate": False},
+            "uvicorn.error": {"level": name},
+            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+        },
+        "root": {"handlers": ["json"], "level": "WARNING"},
+    }
 
 
 def get_logger(name: str | None = None) -> Any:
