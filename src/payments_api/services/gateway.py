@@ -30,6 +30,8 @@ Outcome = Literal["approved", "declined", "reversed", "not_found", "unknown", "u
 SANDBOX_BASE_URL = "http://sandbox-gateway"
 MAX_CONNECTIONS = 100
 MAX_KEEPALIVE = 20
+DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+"""A connection that broke before the answer came: the request may or may not have arrived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +62,46 @@ class GatewayClient:
         self, method: str, path: str, json: dict[str, Any] | None = None
     ) -> httpx.Response | Outcome:
         """One call under an overall deadline (httpx's timeouts do not bind an in-process
-        transport, so the deadline is enforced here too)."""
+        transport, so the deadline is enforced here too). Only a connection never made is
+        `unreachable`; anything else that is not an answer is `unknown`."""
         try:
             async with asyncio.timeout(self.timeout):
-                return await self.client.request(method, path, json=json)
+                try:
+                    return await self.client.request(method, path, json=json)
+                except DROPPED as exc:
+                    return await self._ask_again(method, path, json, exc)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
             logger.warning("gateway unreachable", method=method, path=path)
             return "unreachable"
         except (TimeoutError, httpx.TimeoutException):
             logger.warning("gateway timed out", method=method, path=path)
             return "unknown"
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "gateway call failed", method=method, path=path, error=type(exc).__name__
+            )
+            return "unknown"
+        except Exception:
+            # A transport that fails in a way httpx does not map (a socket torn down under
+            # it): still no answer, so still not a "no".
+            logger.exception("gateway call broke", method=method, path=path)
+            return "unknown"
+
+    async def _ask_again(
+        self, method: str, path: str, json: dict[str, Any] | None, dropped: Exception
+    ) -> httpx.Response | Outcome:
+        """The connection dropped before an answer (most often a kept-alive one the gateway
+        had closed). Every call is idempotent by its ids, so it is asked once more, on a new
+        connection; but the first attempt may have been acted on, so unless this one
+        answers, the outcome is `unknown` — never `unreachable`."""
+        logger.info(
+            "gateway connection dropped; asking again",
+            method=method,
+            path=path,
+            error=type(dropped).__name__,
+        )
+        try:
+            return await self.client.request(method, path, json=json)
         except httpx.HTTPError as exc:
             logger.warning(
                 "gateway call failed", method=method, path=path, error=type(exc).__name__
