@@ -127,6 +127,10 @@ def test_a_charge_landing_after_the_gateway_was_unreachable_is_refunded_at_the_g
         assert landed.status_code == 200, landed.text
 
         wait_for_charge_status(sandbox, payment_id, "cancelled")
+        for _ in range(100):  # the worker notes it just after the gateway's yes
+            if "late_charges_refunded_total 1.0" in api.get("/metrics").text:
+                break
+            time.sleep(POLL_SECONDS)
         payment = api.get(f"/api/v1/payments/{payment_id}", headers=shop.user).json()["payment"]
         assert (payment["status"], payment["failureCode"]) == ("failed", "GATEWAY_UNAVAILABLE")
         assert event_types(api, shop.admin, payment_id) == ["payment.failed"]
@@ -203,3 +207,35 @@ def test_a_paused_process_whose_charge_was_held_leaves_one_failure_and_no_charge
             assert event_types(api, shop.admin, payment_id) == ["payment.failed"]
             with MongoClient(mongodb_uri) as mongo:
                 assert list(mongo.payments.transactions.find({"paymentId": payment_id})) == []
+
+
+def test_a_refund_refused_while_the_gateway_was_cut_is_made_by_its_retry(
+    tmp_path: Path, sandbox: httpx.Client, relay: Relay
+) -> None:
+    with (
+        serve_process(tmp_path, GATEWAY_URL=relay.url, **SETTINGS) as server,
+        httpx.Client(base_url=server.url, timeout=30) as api,
+    ):
+        shop = open_shop(api)
+        paid = api.post(
+            "/api/v1/payments",
+            json=shop.payment(20_000),
+            headers={**shop.user, "Idempotency-Key": "to-refund"},
+        )
+        assert paid.status_code == 201, paid.text
+        payment_id = paid.json()["payment"]["paymentId"]
+        refund = {"amount": 5_000, "reason": "one item returned"}
+        as_admin = {**shop.admin, "Idempotency-Key": "refund-1"}
+
+        relay.cut()
+        refused = api.post(f"/api/v1/payments/{payment_id}/refund", json=refund, headers=as_admin)
+        assert refused.status_code == 503, refused.text
+        relay.restore()
+        retried = api.post(f"/api/v1/payments/{payment_id}/refund", json=refund, headers=as_admin)
+
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["message"] == "Refund processed successfully"
+        assert retried.json()["refund"]["status"] == "succeeded"
+        charge = gateway_charge(sandbox, payment_id)
+        assert charge is not None
+        assert charge["refundedAmount"] == 5_000
