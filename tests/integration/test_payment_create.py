@@ -213,6 +213,11 @@ async def test_idempotency_key_of_255_printable_characters_is_accepted(
         pytest.param(0, id="zero"),
         pytest.param(-5, id="negative"),
         pytest.param(None, id="null"),
+        # Past the schema bound (10^15): refused by validation, never compared or stored, so
+        # no integer that MongoDB's 8 bytes cannot hold gets near the driver.
+        pytest.param(10**15 + 1, id="over-the-schema-bound"),
+        pytest.param(2**63, id="2^63"),
+        pytest.param(10**30, id="10^30"),
     ],
 )
 async def test_amount_that_is_not_a_positive_integer_is_422(

@@ -328,6 +328,18 @@ async def test_a_limit_above_100_is_clamped_to_100(client: httpx.AsyncClient) ->
     assert default["pagination"]["totalPages"] == 6
 
 
+async def test_the_largest_page_and_limit_the_schema_allows_are_answered(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await register_user(client)
+    largest = 2**31 - 1
+
+    page = await history(client, user.headers, page=largest, limit=largest)
+
+    assert page["payments"] == []
+    assert page["pagination"]["currentPage"] == largest
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -336,6 +348,11 @@ async def test_a_limit_above_100_is_clamped_to_100(client: httpx.AsyncClient) ->
         ({"limit": "abc"}, "limit"),
         ({"page": "0"}, "page"),
         ({"page": "abc"}, "page"),
+        # Bounded in the schema: a page whose skip, (page - 1) * limit, would not fit MongoDB's
+        # 8-byte integers is refused before it reaches the driver (there an OverflowError).
+        ({"page": str(2**31)}, "page"),
+        ({"page": str(10**30)}, "page"),
+        ({"limit": str(10**30)}, "limit"),
         ({"status": "bogus"}, "status"),
         ({"startDate": "not-a-date"}, "startDate"),
         ({"endDate": "not-a-date"}, "endDate"),

@@ -399,6 +399,10 @@ async def test_patch_of_an_unknown_user_is_404(client: httpx.AsyncClient) -> Non
         ({"dailyLimit": 1.5}, "dailyLimit"),
         ({"dailyLimit": -1}, "dailyLimit"),
         ({"dailyLimit": True}, "dailyLimit"),
+        # Above the contract's 10^15, and past MongoDB's 8-byte integers (once a 500).
+        ({"dailyLimit": 10**15 + 1}, "dailyLimit"),
+        ({"dailyLimit": 2**63}, "dailyLimit"),
+        ({"dailyLimit": 10**30}, "dailyLimit"),
         ({"isActive": "false"}, "isActive"),
         ({"isActive": 0}, "isActive"),
         ({"role": "superuser"}, "role"),
@@ -431,6 +435,18 @@ async def test_daily_limit_of_zero_is_accepted(client: httpx.AsyncClient) -> Non
 
     assert response.status_code == 200
     assert response.json()["user"]["dailyLimit"] == 0
+
+
+async def test_daily_limit_of_ten_to_the_fifteen_is_accepted(client: httpx.AsyncClient) -> None:
+    user = await register_user(client)
+    admin = await admin_headers(client)
+
+    response = await client.patch(
+        f"/api/v1/users/{user.user_id}", json={"dailyLimit": 10**15}, headers=admin
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["dailyLimit"] == 10**15
 
 
 async def test_deactivated_user_cannot_log_in(client: httpx.AsyncClient) -> None:

@@ -32,6 +32,14 @@ class EventType(StrEnum):
     PAYMENT_REFUNDED = "payment.refunded"
 
 
+MAX_MONEY = 10**15
+"""The largest sum of money any request may carry (minor units): a schema bound, so no amount or
+limit can reach MongoDB's 8-byte integer limit (nor be summed past it). Business ceilings such
+as MAX_PAYMENT_AMOUNT sit below it."""
+MAX_QUERY_INTEGER = 2**31 - 1
+"""The schema bound of every integer query parameter (the int32 range every client can hold):
+even the deepest page's skip, (page - 1) * 100, stays far inside MongoDB's 8-byte integers."""
+
 API_KEY_PREFIX = "sk"
 WEBHOOK_SECRET_PREFIX = "whsec"  # noqa: S105 - a prefix, not a secret
 REQUEST_ID_MAX_LENGTH = 128

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 from starlette.types import Scope
 
-from payments_api.config.constants import PaymentStatus
+from payments_api.config.constants import MAX_QUERY_INTEGER, PaymentStatus
 from payments_api.errors import AppError, BadRequestError, UnprocessableError
 from payments_api.middleware.auth import ServicesDep
 from payments_api.models.payment import public_view
@@ -251,8 +251,11 @@ def parse_history_query(
 
 async def history_query(
     services: ServicesDep,
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, description="1-100; larger values are clamped to 100")] = 20,
+    page: Annotated[int, Query(ge=1, le=MAX_QUERY_INTEGER)] = 1,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=MAX_QUERY_INTEGER, description="1-100; larger values are clamped to 100"),
+    ] = 20,
     status: PaymentStatus | None = None,
     start_date: Annotated[str | None, Query(alias="startDate", max_length=40)] = None,
     end_date: Annotated[str | None, Query(alias="endDate", max_length=40)] = None,

@@ -6,13 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictInt, StringConstraints
 
-from payments_api.config.constants import PaymentMethod, PaymentStatus
+from payments_api.config.constants import MAX_MONEY, PaymentMethod, PaymentStatus
 from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope
 
 Currency = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")
 ]
-Amount = Annotated[StrictInt, Field(gt=0, description="In the currency's minor unit")]
+Amount = Annotated[StrictInt, Field(gt=0, le=MAX_MONEY, description="In the currency's minor unit")]
+"""Money in a request: a strict integer (no float, string or boolean), positive and bounded.
+MAX_PAYMENT_AMOUNT is a service rule below this bound (422 AMOUNT_TOO_LARGE)."""
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 

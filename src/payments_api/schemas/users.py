@@ -13,7 +13,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from payments_api.config.constants import Role
+from payments_api.config.constants import MAX_MONEY, Role
 from payments_api.models.base import UtcDatetime
 from payments_api.models.user import User
 from payments_api.schemas.common import CamelModel, Envelope
@@ -41,7 +41,7 @@ class UserCreate(CamelModel):
 class UserUpdate(CamelModel):
     """Admin changes; fields left out stay as they are."""
 
-    daily_limit: StrictInt | None = Field(default=None, ge=0)
+    daily_limit: StrictInt | None = Field(default=None, ge=0, le=MAX_MONEY)
     is_active: StrictBool | None = None
     role: Role | None = None
 
