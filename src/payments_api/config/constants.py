@@ -40,6 +40,10 @@ MAX_QUERY_INTEGER = 2**31 - 1
 """The schema bound of every integer query parameter (the int32 range every client can hold):
 even the deepest page's skip, (page - 1) * 100, stays far inside MongoDB's 8-byte integers."""
 
+ADMIN_EXIT_LEASE_SECONDS = 10
+"""How long a demotion or deactivation in flight keeps its admin from counting as the one left
+behind (models/user.py); a record left by a process that died stops counting after it."""
+
 API_KEY_PREFIX = "sk"
 WEBHOOK_SECRET_PREFIX = "whsec"  # noqa: S105 - a prefix, not a secret
 REQUEST_ID_MAX_LENGTH = 128

@@ -29,7 +29,7 @@ async def get_me(user: CurrentUserDocument) -> UserEnvelope:
 
 
 @router.patch(
-    "/{userId}", response_model=UserEnvelope, responses=error_responses(401, 403, 404, 422)
+    "/{userId}", response_model=UserEnvelope, responses=error_responses(401, 403, 404, 409, 422)
 )
 async def update_user(
     user_id: Annotated[str, Path(alias="userId")],
