@@ -84,3 +84,13 @@ async def test_money_is_bounded_at_ten_to_the_fifteen(openapi: dict[str, Any]) -
     assert found["PATCH /api/v1/users/{userId} body.dailyLimit"] == 10**15
     assert found["POST /api/v1/payments body.amount"] == 10**15
     assert found["POST /api/v1/payments/{paymentId}/refund body.amount"] == 10**15
+
+
+async def test_currency_is_described_as_the_list_of_accepted_codes(
+    openapi: dict[str, Any],
+) -> None:
+    schema = openapi["components"]["schemas"]["PaymentCreate"]["properties"]["currency"]
+
+    assert schema["default"] == "KRW"
+    assert {"KRW", "USD", "JPY", "EUR"} <= set(schema["enum"])
+    assert not {"ZZZ", "usd", "XXX", "XAU"} & set(schema["enum"])

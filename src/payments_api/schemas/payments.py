@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from iso4217 import Currency as Iso4217
 from pydantic import AfterValidator, Field, StrictInt, StringConstraints
 
 from payments_api.config.constants import MAX_MONEY, PaymentMethod, PaymentStatus
 from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope
 
+PAYABLE_CURRENCIES = frozenset(
+    currency.code for currency in Iso4217 if currency.exponent is not None
+)
+"""The current ISO 4217 codes (the maintenance agency's List One) that have a minor unit, the
+unit every amount is in. Those without one (XAU gold, XDR, XXX "no currency", XTS "testing",
+...) cannot carry an amount in minor units, so they are no currency to pay in."""
+
+
+def _payable_currency(code: str) -> str:
+    if code not in PAYABLE_CURRENCIES:
+        raise ValueError("must be an active ISO 4217 currency code in capitals, such as KRW or USD")
+    return code
+
+
 Currency = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")
+    str,
+    AfterValidator(_payable_currency),
+    Field(json_schema_extra={"enum": sorted(PAYABLE_CURRENCIES)}),
 ]
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_MONEY, description="In the currency's minor unit")]
 """Money in a request: a strict integer (no float, string or boolean), positive and bounded.
