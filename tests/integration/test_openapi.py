@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+
+from payments_api.controllers.payments import optional_idempotency_key
+from payments_api.errors import BadRequestError
 
 INT64_MAX = 2**63 - 1
 MAX_PAGE_SIZE = 100
@@ -94,3 +98,168 @@ async def test_currency_is_described_as_the_list_of_accepted_codes(
     assert schema["default"] == "KRW"
     assert {"KRW", "USD", "JPY", "EUR"} <= set(schema["enum"])
     assert not {"ZZZ", "usd", "XXX", "XAU"} & set(schema["enum"])
+
+
+# --- who may call: the security schemes ----------------------------------------------------
+
+USER = [{"userToken": []}]
+MERCHANT = [{"merchantKey": []}]
+EITHER = [{"userToken": []}, {"merchantKey": []}]
+SECURITY = {
+    "POST /api/v1/users": None,
+    "POST /api/v1/auth/token": None,
+    "GET /api/v1/users/me": USER,
+    "GET /api/v1/users/me/stats": USER,
+    "PATCH /api/v1/users/{userId}": USER,  # an admin: a user's token
+    "POST /api/v1/merchants": USER,
+    "GET /api/v1/merchants/me": MERCHANT,
+    "GET /api/v1/merchants/me/payments": MERCHANT,
+    "GET /api/v1/merchants/{merchantId}": EITHER,
+    "POST /api/v1/payments": USER,
+    "GET /api/v1/payments": USER,
+    "GET /api/v1/payments/{paymentId}": EITHER,
+    "POST /api/v1/payments/{paymentId}/cancel": USER,
+    "POST /api/v1/payments/{paymentId}/refund": EITHER,
+    "GET /api/v1/payments/{paymentId}/refunds": EITHER,
+    "GET /api/v1/events": USER,
+    "POST /api/v1/events/{eventId}/redeliver": USER,
+}
+"""The contract's "who" of each route, as OpenAPI security requirements (alternatives)."""
+
+
+async def test_both_security_schemes_are_declared(openapi: dict[str, Any]) -> None:
+    schemes = openapi["components"]["securitySchemes"]
+
+    assert schemes["userToken"] | {"description": ""} == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "",
+    }
+    assert schemes["merchantKey"]["type"] == "http"
+    assert schemes["merchantKey"]["scheme"] == "bearer"
+    assert "sk_" in schemes["merchantKey"]["bearerFormat"]
+
+
+async def test_each_route_declares_who_may_call_it(openapi: dict[str, Any]) -> None:
+    declared = {
+        name: operation.get("security")
+        for name, operation in operations(openapi)
+        if name.split()[1].startswith("/api/")
+    }
+
+    assert declared == SECURITY
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+
+def header(operation: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+    assert [p["name"] for p in found] == [name]
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "required"),
+    [("/api/v1/payments", True), ("/api/v1/payments/{paymentId}/refund", False)],
+)
+async def test_the_idempotency_key_header_is_declared_with_its_limits(
+    openapi: dict[str, Any], path: str, required: bool
+) -> None:
+    key = header(openapi["paths"][path]["post"], "Idempotency-Key")
+
+    assert key["required"] is required
+    assert key["schema"]["type"] == "string"
+    assert key["schema"]["minLength"] == 1
+    assert key["schema"]["maxLength"] == 255
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["k", "order-1001", "~" * 255, "a b", "x" * 256, "", "caf\u00e9", "tab\there", "\x7f", "k\n"],
+    ids=repr,
+)
+async def test_the_declared_pattern_accepts_exactly_what_the_route_accepts(
+    openapi: dict[str, Any], value: str
+) -> None:
+    schema = header(openapi["paths"]["/api/v1/payments"]["post"], "Idempotency-Key")["schema"]
+    try:
+        optional_idempotency_key(value)
+    except BadRequestError:
+        accepted = False
+    else:
+        accepted = True
+
+    ecma_pattern = schema["pattern"].replace("$", r"\Z")  # JSON Schema's $ ends the input
+    assert bool(re.search(ecma_pattern, value)) is accepted
+    assert (schema["minLength"] <= len(value) <= schema["maxLength"]) >= accepted
+
+
+# --- every status a route can answer ---------------------------------------------------------
+
+
+def error_statuses(operation: dict[str, Any]) -> set[int]:
+    return {int(status) for status in operation["responses"] if int(status) >= 400}
+
+
+async def test_every_route_with_a_json_body_declares_invalid_json_too_large_and_invalid(
+    openapi: dict[str, Any],
+) -> None:
+    with_body = {
+        name: error_statuses(operation)
+        for name, operation in operations(openapi)
+        if "requestBody" in operation
+    }
+
+    assert len(with_body) == 7
+    assert {
+        name for name, statuses in with_body.items() if not {400, 413, 422} <= statuses
+    } == set()
+
+
+async def test_every_api_route_declares_the_rate_limit_and_every_secured_one_401(
+    openapi: dict[str, Any],
+) -> None:
+    api = {
+        name: operation
+        for name, operation in operations(openapi)
+        if name.split()[1].startswith("/api/")
+    }
+
+    assert {name for name, op in api.items() if 429 not in error_statuses(op)} == set()
+    assert {
+        name for name, op in api.items() if op.get("security") and 401 not in error_statuses(op)
+    } == set()
+
+
+async def test_every_error_answer_is_described_as_the_contracts_error_body(
+    openapi: dict[str, Any],
+) -> None:
+    wrong = []
+    for name, operation in operations(openapi):
+        for status, response in operation["responses"].items():
+            if int(status) < 400 or name.startswith("GET /ready"):
+                continue
+            schema = response["content"]["application/json"]["schema"]
+            if schema != {"$ref": "#/components/schemas/ErrorBody"}:
+                wrong.append(f"{name} {status}")
+
+    assert wrong == []
+    assert "HTTPValidationError" not in openapi["components"]["schemas"]
+
+
+async def test_malformed_json_is_a_declared_400_on_every_route_with_a_body(
+    client: httpx.AsyncClient, openapi: dict[str, Any]
+) -> None:
+    with_body = [name for name, operation in operations(openapi) if "requestBody" in operation]
+
+    for name in with_body:
+        method, path = name.split()
+        url = path.replace("{userId}", "usr_x").replace("{paymentId}", "pay_x")
+        response = await client.request(
+            method, url, content=b'{"amount": ', headers={"Content-Type": "application/json"}
+        )
+
+        assert response.status_code == 400, (name, response.text)
+        assert response.json()["error"] == "INVALID_JSON"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response
 from starlette.types import Scope
@@ -50,6 +50,32 @@ def optional_idempotency_key(raw: str | None) -> str | None:
             "The Idempotency-Key must be 1-255 printable ASCII characters",
         )
     return raw
+
+
+IDEMPOTENCY_KEY_PATTERN = f"^[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$"
+"""What `optional_idempotency_key` accepts, as a JSON Schema pattern: printable ASCII."""
+
+
+def idempotency_key_parameter(*, required: bool) -> dict[str, Any]:
+    """The Idempotency-Key header as the OpenAPI description declares it. The route reads the
+    header itself (hidden from the schema), so that a missing or malformed key is this
+    contract's 400, not a 422."""
+    presence = "Required" if required else "Optional"
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": required,
+        "description": f"{presence}: 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters, "
+        "scoped to the caller; a retry with the same key and body is answered with the first "
+        "result. Missing (where required) or malformed: 400 MISSING_IDEMPOTENCY_KEY / "
+        "INVALID_IDEMPOTENCY_KEY.",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+            "pattern": IDEMPOTENCY_KEY_PATTERN,
+        },
+    }
 
 
 def required_idempotency_key(raw: str | None) -> str:
