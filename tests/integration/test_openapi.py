@@ -263,3 +263,25 @@ async def test_malformed_json_is_a_declared_400_on_every_route_with_a_body(
 
         assert response.status_code == 400, (name, response.text)
         assert response.json()["error"] == "INVALID_JSON"
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("PaymentCreate", "productName"),
+        ("UserCreate", "name"),
+        ("UserCreate", "phoneNumber"),
+        ("MerchantCreate", "name"),
+        ("MerchantCreate", "category"),
+        ("CancelRequest", "reason"),
+        ("RefundRequest", "reason"),
+        ("TokenRequest", "email"),
+    ],
+)
+async def test_text_fields_declare_the_pattern_they_are_checked_against(
+    openapi: dict[str, Any], model: str, field: str
+) -> None:
+    schema = openapi["components"]["schemas"][model]["properties"][field]
+    options = [resolve(openapi, option) for option in schema.get("anyOf", [schema])]
+
+    assert any("pattern" in option for option in options), schema

@@ -264,6 +264,9 @@ async def test_unknown_payment_method_is_422(
         pytest.param("", id="empty"),
         pytest.param("   ", id="blank"),
         pytest.param("x" * 201, id="201"),
+        pytest.param("Cold brew\n", id="trailing-newline"),
+        pytest.param("Cold\tbrew", id="tab"),
+        pytest.param("\x1c", id="file-separator"),
     ],
 )
 async def test_product_name_outside_1_to_200_characters_is_422(
@@ -277,6 +280,7 @@ async def test_product_name_outside_1_to_200_characters_is_422(
 
     body = assert_error(response, 422, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == "productName"
+    assert "^" not in body["details"][0]["message"]  # words for a person, not the pattern
     assert await documents(app, "payments") == []
 
 
