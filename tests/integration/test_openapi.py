@@ -285,3 +285,13 @@ async def test_text_fields_declare_the_pattern_they_are_checked_against(
     options = [resolve(openapi, option) for option in schema.get("anyOf", [schema])]
 
     assert any("pattern" in option for option in options), schema
+
+
+@pytest.mark.parametrize("name", ["startDate", "endDate"])
+async def test_history_dates_are_described_as_dates_or_date_times(
+    openapi: dict[str, Any], name: str
+) -> None:
+    parameters = openapi["paths"]["/api/v1/payments"]["get"]["parameters"]
+    schema = next(p["schema"] for p in parameters if p["name"] == name)
+
+    assert {option["format"] for option in schema["anyOf"]} == {"date", "date-time"}
