@@ -156,8 +156,33 @@ async def test_each_route_declares_who_may_call_it(openapi: dict[str, Any]) -> N
 
 def header(operation: dict[str, Any], name: str) -> dict[str, Any]:
     found = [p for p in operation.get("parameters", []) if p["in"] == "header"]
-    assert [p["name"] for p in found] == [name]
-    return found[0]
+    assert [p["name"] for p in found if p["name"] == name] == [name]
+    return next(p for p in found if p["name"] == name)
+
+
+async def test_every_operation_declares_the_request_id_it_may_send_and_gets_back(
+    openapi: dict[str, Any],
+) -> None:
+    for name, operation in operations(openapi):
+        assert header(operation, "X-Request-ID")["required"] is False, name
+        for status, response in operation["responses"].items():
+            answer = response["headers"]["X-Request-ID"]
+            assert answer["required"] is True, (name, status)
+            assert answer["schema"]["maxLength"] == 128
+
+
+async def test_answers_declare_the_headers_that_come_with_them(openapi: dict[str, Any]) -> None:
+    for name, operation in operations(openapi):
+        responses = operation["responses"]
+        if "401" in responses:
+            assert responses["401"]["headers"]["WWW-Authenticate"]["required"] is True, name
+        if "429" in responses:
+            assert responses["429"]["headers"]["Retry-After"]["required"] is True, name
+        if name.split()[1].startswith("/api/"):
+            success = min(status for status in responses if status.startswith("2"))
+            assert "RateLimit-Remaining" in responses[success]["headers"], name
+    create = openapi["paths"]["/api/v1/payments"]["post"]["responses"]
+    assert "Idempotent-Replayed" in create["200"]["headers"]
 
 
 @pytest.mark.parametrize(
