@@ -27,7 +27,7 @@ from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
 from payments_api.middleware.request_context import RequestContextMiddleware
 from payments_api.middleware.security_headers import SecurityHeadersMiddleware
-from payments_api.routes import health
+from payments_api.routes import health, openapi
 from payments_api.routes.api import v1
 from payments_api.sandbox_gateway.app import create_sandbox_app
 from payments_api.services.registry import open_services
@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(v1.router)
+    openapi.install(app)
     return app
 
 

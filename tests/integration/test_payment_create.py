@@ -82,7 +82,7 @@ async def test_create_keeps_the_currency_and_method_it_was_given(
     response = await post_payment(
         client,
         user,
-        payment_body(merchant.merchant_id, 1_000, currency="usd", paymentMethod="kakaopay_money"),
+        payment_body(merchant.merchant_id, 1_000, currency="USD", paymentMethod="kakaopay_money"),
     )
 
     assert response.status_code == 201, response.text
@@ -213,6 +213,11 @@ async def test_idempotency_key_of_255_printable_characters_is_accepted(
         pytest.param(0, id="zero"),
         pytest.param(-5, id="negative"),
         pytest.param(None, id="null"),
+        # Past the schema bound (10^15): refused by validation, never compared or stored, so
+        # no integer that MongoDB's 8 bytes cannot hold gets near the driver.
+        pytest.param(10**15 + 1, id="over-the-schema-bound"),
+        pytest.param(2**63, id="2^63"),
+        pytest.param(10**30, id="10^30"),
     ],
 )
 async def test_amount_that_is_not_a_positive_integer_is_422(
@@ -259,6 +264,9 @@ async def test_unknown_payment_method_is_422(
         pytest.param("", id="empty"),
         pytest.param("   ", id="blank"),
         pytest.param("x" * 201, id="201"),
+        pytest.param("Cold brew\n", id="trailing-newline"),
+        pytest.param("Cold\tbrew", id="tab"),
+        pytest.param("\x1c", id="file-separator"),
     ],
 )
 async def test_product_name_outside_1_to_200_characters_is_422(
@@ -272,6 +280,7 @@ async def test_product_name_outside_1_to_200_characters_is_422(
 
     body = assert_error(response, 422, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == "productName"
+    assert "^" not in body["details"][0]["message"]  # words for a person, not the pattern
     assert await documents(app, "payments") == []
 
 
@@ -286,9 +295,23 @@ async def test_product_name_of_200_characters_is_accepted(client: httpx.AsyncCli
     assert response.json()["payment"]["productName"] == "x" * 200
 
 
-@pytest.mark.parametrize("currency", ["KR", "KRWX", "12$"])
-async def test_currency_that_is_not_a_three_letter_code_is_422(
-    client: httpx.AsyncClient, currency: str
+@pytest.mark.parametrize(
+    "currency",
+    [
+        "KR",
+        "KRWX",
+        "12$",
+        pytest.param("ZZZ", id="not-in-iso-4217"),
+        pytest.param("usd", id="lower-case"),
+        pytest.param(" USD", id="padded"),
+        pytest.param("DEM", id="withdrawn"),
+        pytest.param("XAU", id="no-minor-unit"),
+        pytest.param("XXX", id="no-currency"),
+        pytest.param(840, id="numeric"),
+    ],
+)
+async def test_currency_that_is_not_an_active_iso_4217_code_is_422(
+    client: httpx.AsyncClient, currency: Any
 ) -> None:
     user, merchant = await user_and_merchant(client)
 
@@ -297,6 +320,24 @@ async def test_currency_that_is_not_a_three_letter_code_is_422(
     )
 
     assert assert_error(response, 422, "VALIDATION_ERROR")["details"][0]["field"] == "currency"
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount"),
+    [("KRW", 15_000), ("JPY", 1_500), ("USD", 1_299), ("KWD", 12_500), ("EUR", 999)],
+)
+async def test_active_iso_4217_currencies_are_accepted_in_their_minor_unit(
+    client: httpx.AsyncClient, currency: str, amount: int
+) -> None:
+    user, merchant = await user_and_merchant(client)
+
+    response = await post_payment(
+        client, user, payment_body(merchant.merchant_id, amount, currency=currency)
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["payment"]["currency"] == currency
+    assert response.json()["payment"]["amount"] == amount
 
 
 async def test_amount_above_max_payment_amount_is_422_amount_too_large(

@@ -489,7 +489,9 @@ async def test_a_malformed_idempotency_key_is_a_400(
 # --- validation -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("amount", [1000.0, 1000.5, "1000", 0, -1000, True], ids=repr)
+@pytest.mark.parametrize(
+    "amount", [1000.0, 1000.5, "1000", 0, -1000, True, 10**15 + 1, 2**63, 10**30], ids=repr
+)
 async def test_an_amount_that_is_not_a_positive_integer_is_a_422(
     client: httpx.AsyncClient, app: FastAPI, amount: Any
 ) -> None:

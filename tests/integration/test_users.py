@@ -78,6 +78,17 @@ async def test_register_answers_201_with_the_user(client: httpx.AsyncClient) -> 
     assert user["isActive"] is True
 
 
+async def test_text_is_kept_as_written_not_trimmed(client: httpx.AsyncClient) -> None:
+    """What the OpenAPI description allows is exactly what is checked: a trimmed value would
+    pass checks its raw form fails (and a fuzzer sees the difference)."""
+    response = await client.post(
+        "/api/v1/users", json=new_user_body("kept@example.com", name=" Kim ")
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["user"]["name"] == " Kim "
+
+
 async def test_register_created_at_is_utc_iso_with_z(client: httpx.AsyncClient) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
     response = await client.post("/api/v1/users", json=new_user_body("created@example.com"))
@@ -197,6 +208,7 @@ async def test_users_without_phone_numbers_do_not_collide(client: httpx.AsyncCli
         ({"name": 123}, "name"),
         ({"name": "   "}, "name"),
         ({"phoneNumber": "call me"}, "phoneNumber"),
+        ({"phoneNumber": " 010-1234-5678"}, "phoneNumber"),  # as the pattern says
     ],
 )
 async def test_register_rejects_invalid_fields_with_422(
@@ -399,6 +411,10 @@ async def test_patch_of_an_unknown_user_is_404(client: httpx.AsyncClient) -> Non
         ({"dailyLimit": 1.5}, "dailyLimit"),
         ({"dailyLimit": -1}, "dailyLimit"),
         ({"dailyLimit": True}, "dailyLimit"),
+        # Above the contract's 10^15, and past MongoDB's 8-byte integers (once a 500).
+        ({"dailyLimit": 10**15 + 1}, "dailyLimit"),
+        ({"dailyLimit": 2**63}, "dailyLimit"),
+        ({"dailyLimit": 10**30}, "dailyLimit"),
         ({"isActive": "false"}, "isActive"),
         ({"isActive": 0}, "isActive"),
         ({"role": "superuser"}, "role"),
@@ -431,6 +447,18 @@ async def test_daily_limit_of_zero_is_accepted(client: httpx.AsyncClient) -> Non
 
     assert response.status_code == 200
     assert response.json()["user"]["dailyLimit"] == 0
+
+
+async def test_daily_limit_of_ten_to_the_fifteen_is_accepted(client: httpx.AsyncClient) -> None:
+    user = await register_user(client)
+    admin = await admin_headers(client)
+
+    response = await client.patch(
+        f"/api/v1/users/{user.user_id}", json={"dailyLimit": 10**15}, headers=admin
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["dailyLimit"] == 10**15
 
 
 async def test_deactivated_user_cannot_log_in(client: httpx.AsyncClient) -> None:

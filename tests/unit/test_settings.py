@@ -100,6 +100,14 @@ def test_bad_trusted_proxy_is_refused_with_a_readable_message(
     assert "TRUSTED_PROXIES" in message
 
 
+@pytest.mark.parametrize("name", ["MAX_PAYMENT_AMOUNT", "DEFAULT_DAILY_LIMIT"])
+def test_money_settings_above_the_schema_bound_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # A ceiling above what any request may carry (10^15) could never be reached.
+    assert name in refusal(monkeypatch, **{name: str(10**15 + 1)})
+
+
 @pytest.mark.parametrize("value", ["1000/15minutes", "100 per minute", "5/second"])
 def test_rate_limit_forms_are_accepted(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("RATE_LIMIT", value)

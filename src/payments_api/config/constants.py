@@ -45,6 +45,18 @@ UNANSWERED_FAILURES = frozenset({FailureCode.GATEWAY_UNAVAILABLE, FailureCode.NO
 """Failures that no "no" of the gateway stands behind: a charge may land anyway, so such a
 payment is re-checked at the gateway for a while (and a charge found is refunded)."""
 
+MAX_MONEY = 10**15
+"""The largest sum of money any request may carry (minor units): a schema bound, so no amount or
+limit can reach MongoDB's 8-byte integer limit (nor be summed past it). Business ceilings such
+as MAX_PAYMENT_AMOUNT sit below it."""
+MAX_QUERY_INTEGER = 2**31 - 1
+"""The schema bound of every integer query parameter (the int32 range every client can hold):
+even the deepest page's skip, (page - 1) * 100, stays far inside MongoDB's 8-byte integers."""
+
+ADMIN_EXIT_LEASE_SECONDS = 10
+"""How long a demotion or deactivation in flight keeps its admin from counting as the one left
+behind (models/user.py); a record left by a process that died stops counting after it."""
+
 API_KEY_PREFIX = "sk"
 WEBHOOK_SECRET_PREFIX = "whsec"  # noqa: S105 - a prefix, not a secret
 REQUEST_ID_MAX_LENGTH = 128

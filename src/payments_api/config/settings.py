@@ -11,6 +11,8 @@ from limits import RateLimitItem, parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from payments_api.config.constants import MAX_MONEY
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEV_JWT_SECRET = "dev-only-jwt-secret-never-use-in-production"  # noqa: S105
@@ -48,8 +50,9 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
     rate_limit: str = "1000/15minutes"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_payment_amount: int = Field(default=10_000_000, gt=0)
-    default_daily_limit: int = Field(default=2_000_000, ge=0)
+    # At most the schema bound of amounts and limits, so these service rules can be reached.
+    max_payment_amount: int = Field(default=10_000_000, gt=0, le=MAX_MONEY)
+    default_daily_limit: int = Field(default=2_000_000, ge=0, le=MAX_MONEY)
     business_timezone: str = "Asia/Seoul"
     reconcile_after_seconds: int = Field(default=60, ge=1)
     run_worker: bool = False

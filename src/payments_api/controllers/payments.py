@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response
 from starlette.types import Scope
 
-from payments_api.config.constants import PaymentStatus
+from payments_api.config.constants import MAX_QUERY_INTEGER, PaymentStatus
 from payments_api.errors import AppError, BadRequestError, UnprocessableError
 from payments_api.middleware.auth import ServicesDep
 from payments_api.models.payment import public_view
@@ -50,6 +50,32 @@ def optional_idempotency_key(raw: str | None) -> str | None:
             "The Idempotency-Key must be 1-255 printable ASCII characters",
         )
     return raw
+
+
+IDEMPOTENCY_KEY_PATTERN = f"^[ -~]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$"
+"""What `optional_idempotency_key` accepts, as a JSON Schema pattern: printable ASCII."""
+
+
+def idempotency_key_parameter(*, required: bool) -> dict[str, Any]:
+    """The Idempotency-Key header as the OpenAPI description declares it. The route reads the
+    header itself (hidden from the schema), so that a missing or malformed key is this
+    contract's 400, not a 422."""
+    presence = "Required" if required else "Optional"
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": required,
+        "description": f"{presence}: 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters, "
+        "scoped to the caller; a retry with the same key and body is answered with the first "
+        "result. Missing (where required) or malformed: 400 MISSING_IDEMPOTENCY_KEY / "
+        "INVALID_IDEMPOTENCY_KEY.",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+            "pattern": IDEMPOTENCY_KEY_PATTERN,
+        },
+    }
 
 
 def required_idempotency_key(raw: str | None) -> str:
@@ -206,13 +232,35 @@ def _parse_instant(field: str, raw: str, *, end_of_day: bool, services: Services
         if len(raw) == 10:
             day = date.fromisoformat(raw)
             zone = services.settings.timezone
-            if end_of_day:
-                return datetime.combine(day, time.max, zone).astimezone(UTC)
-            return datetime.combine(day, time.min, zone).astimezone(UTC)
+            return _utc(datetime.combine(day, time.max if end_of_day else time.min, zone))
         instant = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise _invalid(field, "must be an ISO 8601 date or date-time") from None
-    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else _utc(instant)
+
+
+def _utc(instant: datetime) -> datetime:
+    """`instant` in UTC; one that falls outside the years 1-9999 there (0001-01-01 in Seoul,
+    9999-12-31T23:00-05:00) is that end of the range, not an OverflowError."""
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if instant.year == 1 else datetime.max
+        return edge.replace(tzinfo=UTC)
+
+
+INSTANT_QUERY: dict[str, Any] = {
+    "max_length": 40,
+    "description": "An ISO date (a whole business day in BUSINESS_TIMEZONE, inclusive) or "
+    "date-time (UTC unless it names an offset)",
+    # The whole schema (FastAPI's own anyOf of string and null would be replaced by this one).
+    "json_schema_extra": {
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time", "maxLength": 40},
+        ]
+    },
+}
 
 
 def _invalid(field: str, message: str) -> UnprocessableError:
@@ -228,18 +276,19 @@ def parse_history_query(
     start_date: str | None,
     end_date: str | None,
 ) -> HistoryQuery:
+    # `?startDate=` is a value, and not a date: a 422, not a missing filter.
     start = (
-        _parse_instant("startDate", start_date, end_of_day=False, services=services)
-        if start_date
-        else None
+        None
+        if start_date is None
+        else _parse_instant("startDate", start_date, end_of_day=False, services=services)
     )
     end = (
-        _parse_instant("endDate", end_date, end_of_day=True, services=services)
-        if end_date
-        else None
+        None
+        if end_date is None
+        else _parse_instant("endDate", end_date, end_of_day=True, services=services)
     )
-    if start and end and start > end:
-        raise _invalid("startDate", "must not be after endDate")
+    # A range that ends before it starts is no bad value, only an empty one: it matches no
+    # payment (as Stripe's created[gte] > created[lte] does), so each date alone is the rule.
     return HistoryQuery(
         page=page,
         limit=min(limit, MAX_PAGE_SIZE),
@@ -251,11 +300,14 @@ def parse_history_query(
 
 async def history_query(
     services: ServicesDep,
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, description="1-100; larger values are clamped to 100")] = 20,
+    page: Annotated[int, Query(ge=1, le=MAX_QUERY_INTEGER)] = 1,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=MAX_QUERY_INTEGER, description="1-100; larger values are clamped to 100"),
+    ] = 20,
     status: PaymentStatus | None = None,
-    start_date: Annotated[str | None, Query(alias="startDate", max_length=40)] = None,
-    end_date: Annotated[str | None, Query(alias="endDate", max_length=40)] = None,
+    start_date: Annotated[str | None, Query(alias="startDate", **INSTANT_QUERY)] = None,
+    end_date: Annotated[str | None, Query(alias="endDate", **INSTANT_QUERY)] = None,
 ) -> HistoryQuery:
     return parse_history_query(
         services, page=page, limit=limit, status=status, start_date=start_date, end_date=end_date

@@ -2,6 +2,9 @@
 
 `CurrentUser` and `CurrentMerchant` need the matching kind of credential (the other kind is a
 403); `Admin` loads the user and requires the admin role; `AnyCaller` accepts both kinds.
+
+Each also names the security scheme(s) it accepts, so the OpenAPI description declares them
+per route (`userToken`, `merchantKey`); those scheme dependencies read nothing at runtime.
 """
 
 from __future__ import annotations
@@ -9,13 +12,40 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
+from starlette.requests import HTTPConnection
 
 from payments_api.errors import ForbiddenError
 from payments_api.models.merchant import Merchant
 from payments_api.models.user import User
 from payments_api.services.auth import Principal
 from payments_api.services.registry import Services
+
+
+class DocumentedBearer(HTTPBearer):
+    """A bearer security scheme for the OpenAPI description only. The credential itself is
+    resolved by `get_principal` (or already by the rate limiter), so this does nothing at
+    runtime: how auth works does not depend on it."""
+
+    async def __call__(self, request: HTTPConnection) -> None:
+        return None
+
+
+USER_TOKEN = DocumentedBearer(
+    scheme_name="userToken",
+    bearerFormat="JWT",
+    description="A user's access token from `POST /api/v1/auth/token` (a JWT, HS256), as "
+    "`Authorization: Bearer <token>`. An admin is a user whose role is `admin`.",
+)
+MERCHANT_KEY = DocumentedBearer(
+    scheme_name="merchantKey",
+    bearerFormat="sk_…",
+    description="A merchant's secret API key, shown once at creation, as "
+    "`Authorization: Bearer sk_…`.",
+)
+UserTokenScheme = Annotated[None, Security(USER_TOKEN)]
+MerchantKeyScheme = Annotated[None, Security(MERCHANT_KEY)]
 
 
 async def get_services(request: Request) -> Services:
@@ -43,13 +73,15 @@ async def get_principal(request: Request, services: ServicesDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def require_user(principal: PrincipalDep) -> Principal:
+async def require_user(principal: PrincipalDep, _scheme: UserTokenScheme) -> Principal:
     if principal.kind != "user":
         raise ForbiddenError(message="This route is for users")
     return principal
 
 
-async def require_user_document(principal: PrincipalDep, services: ServicesDep) -> User:
+async def require_user_document(
+    principal: PrincipalDep, services: ServicesDep, _scheme: UserTokenScheme
+) -> User:
     if principal.kind != "user":
         raise ForbiddenError(message="This route is for users")
     user = await services.users.get_authenticated(principal.id)
@@ -58,7 +90,9 @@ async def require_user_document(principal: PrincipalDep, services: ServicesDep) 
     return user
 
 
-async def require_merchant(principal: PrincipalDep, services: ServicesDep) -> Merchant:
+async def require_merchant(
+    principal: PrincipalDep, services: ServicesDep, _scheme: MerchantKeyScheme
+) -> Merchant:
     if principal.kind != "merchant":
         raise ForbiddenError(message="This route is for merchants")
     if principal.merchant is not None:
@@ -66,7 +100,9 @@ async def require_merchant(principal: PrincipalDep, services: ServicesDep) -> Me
     return await services.merchants.get(principal.id)
 
 
-async def require_admin(principal: PrincipalDep, services: ServicesDep) -> User:
+async def require_admin(
+    principal: PrincipalDep, services: ServicesDep, _scheme: UserTokenScheme
+) -> User:
     if principal.kind != "user":
         raise ForbiddenError(message="This route is for admins")
     user = await services.users.get_authenticated(principal.id)
@@ -81,4 +117,13 @@ CurrentUserDocument = Annotated[User, Depends(require_user_document)]
 """A user, loaded: for routes that need the profile, role or active flag."""
 CurrentMerchant = Annotated[Merchant, Depends(require_merchant)]
 Admin = Annotated[User, Depends(require_admin)]
-AnyCaller = PrincipalDep
+
+
+async def any_caller(
+    principal: PrincipalDep, _user: UserTokenScheme, _merchant: MerchantKeyScheme
+) -> Principal:
+    return principal
+
+
+AnyCaller = Annotated[Principal, Depends(any_caller)]
+"""A user (or admin) or a merchant: either scheme."""

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from payments_api.errors import AppError
 from payments_api.middleware.methods import allowed_methods
 from payments_api.middleware.request_context import request_state
+from payments_api.schemas.common import PATTERN_MESSAGES
 from payments_api.utils.logger import get_logger, log_security_event
 
 logger = get_logger("errors")
@@ -132,6 +133,8 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
 
 
 def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        return PATTERN_MESSAGES.get(str(error.get("ctx", {}).get("pattern")), "has an invalid form")
     message = str(error.get("msg", "Invalid value"))
     return message.removeprefix("Value error, ")
 

@@ -70,6 +70,61 @@ async def update(db: Database, user_id: str, changes: dict[str, Any]) -> User | 
     return User.from_mongo(raw) if raw else None
 
 
+# --- the last-admin guard -------------------------------------------------------------------
+# A change that may take an admin away (demotion, deactivation) first records itself on the
+# user it changes, in `pendingAdminExits` ({id, until}: a short lease), then looks for another
+# active admin with no pending exit of its own, then applies itself only while its record is
+# there and unexpired. Of two such changes running at once, each records itself before it
+# looks, so at least one sees the other's record: two admins demoting each other cannot both
+# win, with or without transactions. A record left by a process that died expires.
+
+PENDING_EXITS = "pendingAdminExits"
+
+
+async def record_pending_exit(
+    db: Database, user_id: str, exit_id: str, until: datetime
+) -> User | None:
+    """Record a change that may take `user_id` away as an admin; the user as it is now, or
+    None when there is no such user."""
+    raw = await db[COLLECTION].find_one_and_update(
+        {"_id": user_id},
+        {"$push": {PENDING_EXITS: {"id": exit_id, "until": until}}},
+        return_document=ReturnDocument.AFTER,
+    )
+    return User.from_mongo(raw) if raw else None
+
+
+async def another_admin_stays(db: Database, user_id: str, now: datetime) -> bool:
+    """Whether an active admin other than `user_id` exists that no change is taking away."""
+    count: int = await db[COLLECTION].count_documents(
+        {
+            "_id": {"$ne": user_id},
+            "role": Role.ADMIN.value,
+            "isActive": True,
+            PENDING_EXITS: {"$not": {"$elemMatch": {"until": {"$gt": now}}}},
+        },
+        limit=1,
+    )
+    return count > 0
+
+
+async def apply_pending_exit(
+    db: Database, user_id: str, exit_id: str, changes: dict[str, Any], now: datetime
+) -> User | None:
+    """Set `changes` (stored names) if the exit `exit_id` is still recorded and unexpired, and
+    drop its record; the changed user, or None when the record has gone or expired."""
+    raw = await db[COLLECTION].find_one_and_update(
+        {"_id": user_id, PENDING_EXITS: {"$elemMatch": {"id": exit_id, "until": {"$gt": now}}}},
+        {"$set": changes, "$pull": {PENDING_EXITS: {"id": exit_id}}},
+        return_document=ReturnDocument.AFTER,
+    )
+    return User.from_mongo(raw) if raw else None
+
+
+async def drop_pending_exit(db: Database, user_id: str, exit_id: str) -> None:
+    await db[COLLECTION].update_one({"_id": user_id}, {"$pull": {PENDING_EXITS: {"id": exit_id}}})
+
+
 async def record_completed_payment(
     db: Database, user_id: str, amount: int, at: datetime, session: Session = None
 ) -> None:

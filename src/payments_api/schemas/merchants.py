@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, StringConstraints
+from pydantic import AnyHttpUrl
 
 from payments_api.models.base import UtcDatetime
 from payments_api.models.merchant import Merchant
-from payments_api.schemas.common import CamelModel, Envelope
+from payments_api.schemas.common import CamelModel, Envelope, text
 
-MerchantName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
-]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+MerchantName = Annotated[str, text(100)]
+Category = Annotated[str, text(50)]
 
 
 class MerchantCreate(CamelModel):

@@ -4,30 +4,54 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from iso4217 import Currency as Iso4217
 from pydantic import AfterValidator, Field, StrictInt, StringConstraints
 
-from payments_api.config.constants import PaymentMethod, PaymentStatus
-from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope
+from payments_api.config.constants import MAX_MONEY, PaymentMethod, PaymentStatus
+from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope, pattern, text
+
+PAYABLE_CURRENCIES = frozenset(
+    currency.code for currency in Iso4217 if currency.exponent is not None
+)
+"""The current ISO 4217 codes (the maintenance agency's List One) that have a minor unit, the
+unit every amount is in. Those without one (XAU gold, XDR, XXX "no currency", XTS "testing",
+...) cannot carry an amount in minor units, so they are no currency to pay in."""
+
+
+def _payable_currency(code: str) -> str:
+    if code not in PAYABLE_CURRENCIES:
+        raise ValueError("must be an active ISO 4217 currency code in capitals, such as KRW or USD")
+    return code
+
 
 Currency = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")
+    str,
+    AfterValidator(_payable_currency),
+    Field(json_schema_extra={"enum": sorted(PAYABLE_CURRENCIES)}),
 ]
-Amount = Annotated[StrictInt, Field(gt=0, description="In the currency's minor unit")]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-
-
-def _no_control_characters(value: str) -> str:
-    if any(ord(char) < 32 for char in value):
-        raise ValueError("must not contain control characters")
-    return value
+Amount = Annotated[StrictInt, Field(gt=0, le=MAX_MONEY, description="In the currency's minor unit")]
+"""Money in a request: a strict integer (no float, string or boolean), positive and bounded.
+MAX_PAYMENT_AMOUNT is a service rule below this bound (422 AMOUNT_TOO_LARGE)."""
+Reason = Annotated[str, text(500)]
+ProductName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=200,
+        pattern=pattern(
+            r"^[^\x00-\x1f]*[^\x00-\x20][^\x00-\x1f]*$",
+            "must not be blank or contain control characters",
+        ),
+    ),
+]
+"""1-200 characters, not blank, and no control character: it is printed on receipts."""
 
 
 class PaymentCreate(CamelModel):
     amount: Amount
     merchant_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     payment_method: PaymentMethod
-    product_name: Annotated[ProductName, AfterValidator(_no_control_characters)]
+    product_name: ProductName
     currency: Currency = "KRW"
 
 

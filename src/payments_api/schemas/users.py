@@ -13,12 +13,14 @@ from pydantic import (
     StringConstraints,
 )
 
-from payments_api.config.constants import Role
+from payments_api.config.constants import MAX_MONEY, Role
 from payments_api.models.base import UtcDatetime
 from payments_api.models.user import User
-from payments_api.schemas.common import CamelModel, Envelope
+from payments_api.schemas.common import CamelModel, Envelope, pattern, text
 
-PHONE_PATTERN = r"^\+?[0-9][0-9 \-]{6,18}[0-9]$"
+PHONE_PATTERN = pattern(
+    r"^\+?[0-9][0-9 \-]{6,18}[0-9]$", "must be a phone number: 8-20 digits, spaces or dashes"
+)
 
 
 def _lower(value: str) -> str:
@@ -27,8 +29,8 @@ def _lower(value: str) -> str:
 
 Email = Annotated[EmailStr, AfterValidator(_lower)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
-PhoneNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=PHONE_PATTERN)]
-PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+PhoneNumber = Annotated[str, StringConstraints(pattern=PHONE_PATTERN)]
+PersonName = Annotated[str, text(100)]
 
 
 class UserCreate(CamelModel):
@@ -41,7 +43,7 @@ class UserCreate(CamelModel):
 class UserUpdate(CamelModel):
     """Admin changes; fields left out stay as they are."""
 
-    daily_limit: StrictInt | None = Field(default=None, ge=0)
+    daily_limit: StrictInt | None = Field(default=None, ge=0, le=MAX_MONEY)
     is_active: StrictBool | None = None
     role: Role | None = None
 
@@ -75,7 +77,7 @@ class UserEnvelope(Envelope):
 
 
 class TokenRequest(CamelModel):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    email: Annotated[str, text(320)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from payments_api.config.constants import Role
+from payments_api.config.constants import ADMIN_EXIT_LEASE_SECONDS, Role
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import ConflictError, NotFoundError, UnauthorizedError
@@ -40,6 +41,14 @@ def _conflict_for(exc: DuplicateKeyError) -> ConflictError:
         phone_indexes = ("phone_unique", "phone_key_unique")
         fields = {"phoneNumber"} if index and index.group(1) in phone_indexes else set()
     return _phone_taken() if fields & {"phoneNumber", "phoneKey"} else _email_taken()
+
+
+def _last_admin() -> ConflictError:
+    return ConflictError("LAST_ADMIN", "This change would leave no active admin")
+
+
+def _may_take_an_admin_away(changes: dict[str, Any]) -> bool:
+    return changes.get("role") == Role.USER or changes.get("is_active") is False
 
 
 def phone_key(phone_number: str) -> str:
@@ -108,14 +117,43 @@ class UserService:
             for key, value in changes.items()
         }
         stored["updatedAt"] = utcnow()
-        user = await users.update(self.db, user_id, stored)
-        if user is None:
-            raise NotFoundError("USER_NOT_FOUND", "User not found")
+        if _may_take_an_admin_away(changes):
+            user = await self._update_keeping_an_admin(user_id, stored)
+        else:
+            found = await users.update(self.db, user_id, stored)
+            if found is None:
+                raise NotFoundError("USER_NOT_FOUND", "User not found")
+            user = found
         await self.stats.invalidate(user_id)  # the cached stats carry the daily limit
         log_business_event(
             "user updated", userId=user_id, adminId=admin_id, changes=sorted(changes)
         )
         return user
+
+    async def _update_keeping_an_admin(self, user_id: str, stored: dict[str, Any]) -> User:
+        """A demotion or deactivation: 409 LAST_ADMIN when it would leave no active admin,
+        under any concurrency (the guard is described in models/user.py)."""
+        exit_id = ids.ulid()
+        lease_until = utcnow() + timedelta(seconds=ADMIN_EXIT_LEASE_SECONDS)
+        current = await users.record_pending_exit(self.db, user_id, exit_id, lease_until)
+        if current is None:
+            raise NotFoundError("USER_NOT_FOUND", "User not found")
+        try:
+            if (
+                current.is_admin
+                and current.is_active
+                and not await users.another_admin_stays(self.db, user_id, utcnow())
+            ):
+                raise _last_admin()
+            updated = await users.apply_pending_exit(self.db, user_id, exit_id, stored, utcnow())
+            if updated is None:
+                # The lease ran out first: another change may have counted on this admin
+                # meanwhile, so this one can no longer vouch for the admin left behind.
+                raise _last_admin()
+        except BaseException:
+            await users.drop_pending_exit(self.db, user_id, exit_id)
+            raise
+        return updated
 
     async def ensure_bootstrap_admin(self) -> None:
         """Create the first admin from the settings if that email has no user yet; an existing

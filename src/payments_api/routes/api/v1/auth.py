@@ -6,12 +6,14 @@ from fastapi import APIRouter
 
 from payments_api.controllers import auth as controller
 from payments_api.middleware.auth import ServicesDep
-from payments_api.schemas.common import error_responses
+from payments_api.schemas.common import JSON_BODY, error_responses
 from payments_api.schemas.users import TokenEnvelope, TokenRequest
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-@router.post("/token", response_model=TokenEnvelope, responses=error_responses(401, 403, 422))
+@router.post(
+    "/token", response_model=TokenEnvelope, responses=error_responses(*JSON_BODY, 401, 403)
+)
 async def issue_token(body: TokenRequest, services: ServicesDep) -> TokenEnvelope:
     return await controller.issue_token(services, body)

@@ -27,7 +27,7 @@ async def list_events(
     "/{eventId}/redeliver",
     status_code=202,
     response_model=RedeliverEnvelope,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def redeliver_event(
     event_id: Annotated[str, Path(alias="eventId", max_length=64)],

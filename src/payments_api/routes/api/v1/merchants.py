@@ -10,7 +10,7 @@ from payments_api.controllers import merchants as controller
 from payments_api.controllers import payments as payments_controller
 from payments_api.controllers.payments import History
 from payments_api.middleware.auth import Admin, AnyCaller, CurrentMerchant, ServicesDep
-from payments_api.schemas.common import error_responses
+from payments_api.schemas.common import JSON_BODY, error_responses
 from payments_api.schemas.merchants import (
     MerchantCreate,
     MerchantCreatedEnvelope,
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1/merchants", tags=["merchants"])
     "",
     status_code=201,
     response_model=MerchantCreatedEnvelope,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(*JSON_BODY, 401, 403),
 )
 async def create_merchant(
     body: MerchantCreate, admin: Admin, services: ServicesDep
@@ -40,7 +40,9 @@ async def get_my_merchant(merchant: CurrentMerchant) -> MerchantEnvelope:
 
 
 @router.get(
-    "/{merchantId}", response_model=MerchantPublicEnvelope, responses=error_responses(401, 404)
+    "/{merchantId}",
+    response_model=MerchantPublicEnvelope,
+    responses=error_responses(401, 404, 422),
 )
 async def get_merchant(
     merchant_id: Annotated[str, Path(alias="merchantId")],

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Request, Response
 from payments_api.controllers import payments as controller
 from payments_api.controllers.payments import History
 from payments_api.middleware.auth import AnyCaller, CurrentUser, ServicesDep
-from payments_api.schemas.common import error_responses
+from payments_api.schemas.common import JSON_BODY, error_responses
 from payments_api.schemas.payments import (
     CancelEnvelope,
     CancelRequest,
@@ -25,7 +25,8 @@ from payments_api.schemas.payments import (
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
 PaymentId = Annotated[str, Path(alias="paymentId")]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", include_in_schema=False)]
+"""Read as is and checked by the controller; declared in the schema by `openapi_extra`."""
 
 
 @router.post(
@@ -35,8 +36,9 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
     responses={
         200: {"model": PaymentReplayEnvelope, "description": "Idempotent replay"},
         202: {"model": PaymentEnvelope, "description": "Outcome unknown yet: poll the payment"},
-        **error_responses(400, 401, 402, 403, 404, 409, 422, 429, 503),
+        **error_responses(*JSON_BODY, 401, 402, 403, 404, 409, 503),
     },
+    openapi_extra={"parameters": [controller.idempotency_key_parameter(required=True)]},
 )
 async def create_payment(
     body: PaymentCreate,
@@ -48,7 +50,7 @@ async def create_payment(
     return await controller.create(services, user, body, idempotency_key, response)
 
 
-@router.get("", response_model=PaymentListEnvelope, responses=error_responses(401, 403, 422, 429))
+@router.get("", response_model=PaymentListEnvelope, responses=error_responses(401, 403, 422))
 async def list_payments(
     user: CurrentUser, services: ServicesDep, query: History
 ) -> PaymentListEnvelope:
@@ -56,7 +58,7 @@ async def list_payments(
 
 
 @router.get(
-    "/{paymentId}", response_model=PaymentEnvelope, responses=error_responses(401, 404, 429)
+    "/{paymentId}", response_model=PaymentEnvelope, responses=error_responses(401, 404, 422)
 )
 async def get_payment(
     payment_id: PaymentId, caller: AnyCaller, services: ServicesDep, request: Request
@@ -69,7 +71,7 @@ async def get_payment(
 @router.post(
     "/{paymentId}/cancel",
     response_model=CancelEnvelope,
-    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
+    responses=error_responses(*JSON_BODY, 401, 403, 404, 409, 503),
 )
 async def cancel_payment(
     payment_id: PaymentId, body: CancelRequest, user: CurrentUser, services: ServicesDep
@@ -82,8 +84,9 @@ async def cancel_payment(
     response_model=RefundEnvelope,
     responses={
         202: {"model": RefundEnvelope, "description": "Outcome unknown yet"},
-        **error_responses(400, 401, 403, 404, 409, 422, 429, 503),
+        **error_responses(*JSON_BODY, 401, 403, 404, 409, 503),
     },
+    openapi_extra={"parameters": [controller.idempotency_key_parameter(required=False)]},
 )
 async def refund_payment(
     payment_id: PaymentId,
@@ -99,7 +102,7 @@ async def refund_payment(
 @router.get(
     "/{paymentId}/refunds",
     response_model=RefundListEnvelope,
-    responses=error_responses(401, 404, 429),
+    responses=error_responses(401, 404, 422),
 )
 async def list_refunds(
     payment_id: PaymentId, caller: AnyCaller, services: ServicesDep

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from payments_api.controllers import payments as payments_controller
 from payments_api.controllers import users as controller
 from payments_api.middleware.auth import Admin, CurrentUser, CurrentUserDocument, ServicesDep
-from payments_api.schemas.common import error_responses
+from payments_api.schemas.common import JSON_BODY, error_responses
 from payments_api.schemas.payments import StatsEnvelope
 from payments_api.schemas.users import UserCreate, UserEnvelope, UserUpdate
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
 @router.post(
-    "", status_code=201, response_model=UserEnvelope, responses=error_responses(400, 409, 422)
+    "", status_code=201, response_model=UserEnvelope, responses=error_responses(*JSON_BODY, 409)
 )
 async def register_user(body: UserCreate, services: ServicesDep) -> UserEnvelope:
     return await controller.register(services, body)
@@ -29,7 +29,9 @@ async def get_me(user: CurrentUserDocument) -> UserEnvelope:
 
 
 @router.patch(
-    "/{userId}", response_model=UserEnvelope, responses=error_responses(401, 403, 404, 422)
+    "/{userId}",
+    response_model=UserEnvelope,
+    responses=error_responses(*JSON_BODY, 401, 403, 404, 409),
 )
 async def update_user(
     user_id: Annotated[str, Path(alias="userId")],
