@@ -5,8 +5,7 @@ examples. The description (`/openapi.json`) and the service must agree on every 
 Two known false positives of the tool are dropped, narrowly, by `schemathesis_hooks.py` (an
 integral float such as 1.0 counted as an integer; special-use email domains), with the
 contract's state rules (DAILY_LIMIT_EXCEEDED, REFUND_EXCEEDS_AVAILABLE), which no schema can
-express. Failures that belong to work done elsewhere are named in `ELSEWHERE`: while only those
-remain the test is an expected failure that says which, and it passes once they are fixed.
+express.
 """
 
 from __future__ import annotations
@@ -37,10 +36,6 @@ RUN_SECONDS = 300
 """Bounds: the server must answer /health within START_SECONDS, each run end within
 RUN_SECONDS (a run takes about ten)."""
 
-ELSEWHERE = {
-    "ST205": "405 answers must list every method of the route in `Allow` (issue 7, HTTP items)",
-}
-"""Failures another branch fixes, by schemathesis failure code."""
 PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
@@ -185,8 +180,7 @@ def run_schemathesis(server: Server, scheme: str, credential: str, workdir: Path
 def test_schemathesis_finds_no_failure_as_a_user_a_merchant_and_an_admin(
     server: Server, tmp_path: Path
 ) -> None:
-    ours: list[str] = []
-    theirs: set[str] = set()
+    failures: list[str] = []
     outputs = []
     generated = 0
     for role, (scheme, credential) in credentials(server.url).items():
@@ -197,13 +191,8 @@ def test_schemathesis_finds_no_failure_as_a_user_a_merchant_and_an_admin(
         assert report["errors"] == [], report["output"][-3000:]
         for failure in report["failures"]:
             label = f"{role}: {failure['code']} {failure['title']} {failure.get('operations')}"
-            if failure["code"] in ELSEWHERE:
-                theirs.add(f"{failure['code']} ({ELSEWHERE[failure['code']]})")
-            else:
-                ours.append(label)
-                outputs.append(report["output"])
+            failures.append(label)
+            outputs.append(report["output"])
 
     assert generated > 0
-    assert ours == [], "\n\n".join([*ours, *outputs])[-20000:]
-    if theirs:
-        pytest.xfail("only failures fixed on another branch remain: " + "; ".join(sorted(theirs)))
+    assert failures == [], "\n\n".join([*failures, *outputs])[-20000:]

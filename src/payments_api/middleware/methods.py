@@ -45,13 +45,20 @@ class HeadAsGetMiddleware:
 
 
 def allowed_methods(routes: Iterable[Any], path: str) -> list[str]:
-    """Every method some route answers at `path` (HEAD wherever GET is), for a 405's
-    `Allow`. Starlette names only the methods of the first route whose path matched."""
+    """Every method of the route at `path` (HEAD wherever GET is), for a 405's `Allow`.
+    Starlette names only the methods of the first route whose path matched; the route is
+    that one's path template, which other routes may share with other methods. A template
+    that merely also matches (`/users/{userId}` for `/users/me`) is another route."""
+    template: str | None = None
     methods: set[str] = set()
     for route in _route_contexts(routes):
         regex = getattr(route, "path_regex", None)
         route_methods = getattr(route, "methods", None)
-        if regex is not None and route_methods and regex.match(path):
+        if regex is None or not route_methods or not regex.match(path):
+            continue
+        if template is None:
+            template = route.path
+        if route.path == template:
             methods.update(route_methods)
     if "GET" in methods:
         methods.add("HEAD")
