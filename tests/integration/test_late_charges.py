@@ -19,7 +19,6 @@ from payments_api.config.settings import Settings
 from tests.fixtures.apps import capture_logs
 from tests.fixtures.payments import (
     GatewayGate,
-    _wrap_sandbox,
     documents,
     ledger_of,
     open_shop,
@@ -32,6 +31,7 @@ from tests.fixtures.reconciliation import (
     Clock,
     GatewayCut,
     abandoned_payment,
+    answer_instead,
     daily_holds,
     last_change,
     reconcile_after,
@@ -144,17 +144,7 @@ async def test_a_gateway_that_cannot_confirm_a_reversal_leaves_the_payment_pendi
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 13_000)
 
-    def no_reversals(inner: Any) -> Any:
-        async def refuse(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http" and scope["path"].endswith("/reverse"):
-                await send({"type": "http.response.start", "status": 404, "headers": []})
-                await send({"type": "http.response.body", "body": b""})
-                return
-            await inner(scope, receive, send)
-
-        return refuse
-
-    _wrap_sandbox(app, no_reversals)
+    answer_instead(app, "/reverse", 404)  # a gateway with no reversals
     clock = Clock(payment.updated_at + reconcile_after(app))
     await reconciler_for(app, clock).run_once()
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -16,7 +15,6 @@ from payments_api.services.idempotency import fingerprint
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from tests.fixtures.payments import (
-    _wrap_sandbox,
     documents,
     open_shop_and_pay,
     read,
@@ -25,6 +23,7 @@ from tests.fixtures.payments import (
 from tests.fixtures.reconciliation import (
     Clock,
     GatewayCut,
+    answer_instead,
     reconcile_after,
     reconciler_for,
     sandbox_post,
@@ -126,18 +125,7 @@ async def test_a_pending_refund_the_gateway_then_refused_is_never_replayed_as_pr
     shop, payment = await open_shop_and_pay(client, 10_000)
     payment_id = payment["paymentId"]
     lost = True
-
-    def answers_lost(inner: Any) -> Any:
-        async def lose(scope: Any, receive: Any, send: Any) -> None:
-            if lost and scope["type"] == "http" and scope["path"].endswith("/refunds"):
-                await send({"type": "http.response.start", "status": 502, "headers": []})
-                await send({"type": "http.response.body", "body": b""})
-                return
-            await inner(scope, receive, send)
-
-        return lose
-
-    _wrap_sandbox(app, answers_lost)
+    answer_instead(app, "/refunds", 502, when=lambda: lost)  # the answer never comes back
     first = await refund_with_key(client, shop.merchant.headers, payment_id, 4_000, "rf-lost")
     assert first.status_code == 202, first.text
     assert first.json()["refund"]["status"] == "pending"

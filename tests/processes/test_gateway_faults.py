@@ -25,7 +25,7 @@ from tests.fixtures.process_api import (
     wait_for_charge_status,
     wait_for_status,
 )
-from tests.fixtures.processes import sandbox_process, serve_process, worker_process
+from tests.fixtures.processes import ServeProcess, sandbox_process, serve_process, worker_process
 from tests.fixtures.relay import Relay, relay_to
 from tests.fixtures.servers import nx_27017, redis_server
 
@@ -60,6 +60,17 @@ def sandbox(tmp_path: Path) -> Iterator[httpx.Client]:
 def relay(sandbox: httpx.Client) -> Iterator[Relay]:
     with relay_to(sandbox.base_url.port or 0) as relay:
         yield relay
+
+
+@pytest.fixture
+def behind_relay(tmp_path: Path, relay: Relay) -> Iterator[tuple[ServeProcess, httpx.Client]]:
+    """`serve` on its in-memory stores (running the worker loops), its gateway behind the
+    relay, and a client to it."""
+    with (
+        serve_process(tmp_path, GATEWAY_URL=relay.url, **SETTINGS) as server,
+        httpx.Client(base_url=server.url, timeout=30) as api,
+    ):
+        yield server, api
 
 
 def test_a_charge_request_that_arrives_late_is_refused_and_the_payment_fails_not_charged(
@@ -100,43 +111,40 @@ def test_a_charge_request_that_arrives_late_is_refused_and_the_payment_fails_not
 
 
 def test_a_charge_landing_after_the_gateway_was_unreachable_is_refunded_at_the_gateway(
-    tmp_path: Path, sandbox: httpx.Client, relay: Relay
+    sandbox: httpx.Client, relay: Relay, behind_relay: tuple[ServeProcess, httpx.Client]
 ) -> None:
-    with (
-        serve_process(tmp_path, GATEWAY_URL=relay.url, **SETTINGS) as server,
-        httpx.Client(base_url=server.url, timeout=30) as api,
-    ):
-        shop = open_shop(api)
-        relay.cut()
-        created = api.post(
-            "/api/v1/payments",
-            json=shop.payment(31_000),
-            headers={**shop.user, "Idempotency-Key": "cut-1"},
-        )
-        assert created.status_code == 503, created.text
-        assert created.json()["error"] == "GATEWAY_UNAVAILABLE"
-        payment_id = created.json()["payment"]["paymentId"]
-        assert gateway_charge(sandbox, payment_id) is None
-        relay.restore()
+    server, api = behind_relay
+    shop = open_shop(api)
+    relay.cut()
+    created = api.post(
+        "/api/v1/payments",
+        json=shop.payment(31_000),
+        headers={**shop.user, "Idempotency-Key": "cut-1"},
+    )
+    assert created.status_code == 503, created.text
+    assert created.json()["error"] == "GATEWAY_UNAVAILABLE"
+    payment_id = created.json()["payment"]["paymentId"]
+    assert gateway_charge(sandbox, payment_id) is None
+    relay.restore()
 
-        # The charge reaches the gateway anyway, by another way than the refused connection.
-        landed = sandbox.post(
-            "/v1/charges",
-            json={"paymentId": payment_id, "amount": 31_000, "currency": "KRW"},
-        )
-        assert landed.status_code == 200, landed.text
+    # The charge reaches the gateway anyway, by another way than the refused connection.
+    landed = sandbox.post(
+        "/v1/charges",
+        json={"paymentId": payment_id, "amount": 31_000, "currency": "KRW"},
+    )
+    assert landed.status_code == 200, landed.text
 
-        wait_for_charge_status(sandbox, payment_id, "cancelled")
-        for _ in range(100):  # the worker notes it just after the gateway's yes
-            if "late_charges_refunded_total 1.0" in api.get("/metrics").text:
-                break
-            time.sleep(POLL_SECONDS)
-        payment = api.get(f"/api/v1/payments/{payment_id}", headers=shop.user).json()["payment"]
-        assert (payment["status"], payment["failureCode"]) == ("failed", "GATEWAY_UNAVAILABLE")
-        assert event_types(api, shop.admin, payment_id) == ["payment.failed"]
-        assert "late_charges_refunded_total 1.0" in api.get("/metrics").text
-        lines = [r for r in server.log_records() if r["message"] == "late charge refunded"]
-        assert [(line["paymentId"], line["business"]) for line in lines] == [(payment_id, True)]
+    wait_for_charge_status(sandbox, payment_id, "cancelled")
+    for _ in range(100):  # the worker notes it just after the gateway's yes
+        if "late_charges_refunded_total 1.0" in api.get("/metrics").text:
+            break
+        time.sleep(POLL_SECONDS)
+    payment = api.get(f"/api/v1/payments/{payment_id}", headers=shop.user).json()["payment"]
+    assert (payment["status"], payment["failureCode"]) == ("failed", "GATEWAY_UNAVAILABLE")
+    assert event_types(api, shop.admin, payment_id) == ["payment.failed"]
+    assert "late_charges_refunded_total 1.0" in api.get("/metrics").text
+    lines = [r for r in server.log_records() if r["message"] == "late charge refunded"]
+    assert [(line["paymentId"], line["business"]) for line in lines] == [(payment_id, True)]
 
 
 def test_a_paused_process_whose_charge_was_held_leaves_one_failure_and_no_charge(
@@ -210,32 +218,29 @@ def test_a_paused_process_whose_charge_was_held_leaves_one_failure_and_no_charge
 
 
 def test_a_refund_refused_while_the_gateway_was_cut_is_made_by_its_retry(
-    tmp_path: Path, sandbox: httpx.Client, relay: Relay
+    sandbox: httpx.Client, relay: Relay, behind_relay: tuple[ServeProcess, httpx.Client]
 ) -> None:
-    with (
-        serve_process(tmp_path, GATEWAY_URL=relay.url, **SETTINGS) as server,
-        httpx.Client(base_url=server.url, timeout=30) as api,
-    ):
-        shop = open_shop(api)
-        paid = api.post(
-            "/api/v1/payments",
-            json=shop.payment(20_000),
-            headers={**shop.user, "Idempotency-Key": "to-refund"},
-        )
-        assert paid.status_code == 201, paid.text
-        payment_id = paid.json()["payment"]["paymentId"]
-        refund = {"amount": 5_000, "reason": "one item returned"}
-        as_admin = {**shop.admin, "Idempotency-Key": "refund-1"}
+    _, api = behind_relay
+    shop = open_shop(api)
+    paid = api.post(
+        "/api/v1/payments",
+        json=shop.payment(20_000),
+        headers={**shop.user, "Idempotency-Key": "to-refund"},
+    )
+    assert paid.status_code == 201, paid.text
+    payment_id = paid.json()["payment"]["paymentId"]
+    refund = {"amount": 5_000, "reason": "one item returned"}
+    as_admin = {**shop.admin, "Idempotency-Key": "refund-1"}
 
-        relay.cut()
-        refused = api.post(f"/api/v1/payments/{payment_id}/refund", json=refund, headers=as_admin)
-        assert refused.status_code == 503, refused.text
-        relay.restore()
-        retried = api.post(f"/api/v1/payments/{payment_id}/refund", json=refund, headers=as_admin)
+    relay.cut()
+    refused = api.post(f"/api/v1/payments/{payment_id}/refund", json=refund, headers=as_admin)
+    assert refused.status_code == 503, refused.text
+    relay.restore()
+    retried = api.post(f"/api/v1/payments/{payment_id}/refund", json=refund, headers=as_admin)
 
-        assert retried.status_code == 200, retried.text
-        assert retried.json()["message"] == "Refund processed successfully"
-        assert retried.json()["refund"]["status"] == "succeeded"
-        charge = gateway_charge(sandbox, payment_id)
-        assert charge is not None
-        assert charge["refundedAmount"] == 5_000
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["message"] == "Refund processed successfully"
+    assert retried.json()["refund"]["status"] == "succeeded"
+    charge = gateway_charge(sandbox, payment_id)
+    assert charge is not None
+    assert charge["refundedAmount"] == 5_000
