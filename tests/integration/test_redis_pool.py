@@ -97,7 +97,8 @@ async def test_the_wait_for_a_connection_is_bounded(
             await redis.ping()
         else:
             async with redis.pipeline() as pipe:
-                await pipe.ping().execute()
+                pipe.ping()
+                await pipe.execute()
 
     pool = redis.connection_pool
     held = [await pool.get_connection() for _ in range(pool.max_connections)]
