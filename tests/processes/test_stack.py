@@ -3,12 +3,19 @@ each its own process on 127.0.0.1. What was charged is read from the sandbox its
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
 from tests.fixtures.processes import (
     ProcessStack,
     new_key,
     open_shop,
     pay,
     payments_of,
+    process_stack,
 )
 
 
@@ -81,3 +88,24 @@ def test_two_api_processes_share_one_database_and_one_redis(stack: ProcessStack)
         assert read.status_code == 200, read.text
         assert read.json()["payment"]["status"] == "completed"
     assert stack.charge_requests() == [payment_id]
+
+
+def test_a_paused_process_answers_nothing_until_resumed_and_is_still_stopped_cleanly(
+    tmp_path: Path,
+) -> None:
+    with process_stack(tmp_path / "stack") as own:
+        api = own.api()
+        api.pause()
+        try:
+            with pytest.raises(httpx.TimeoutException):
+                httpx.get(f"{api.url}/health", timeout=1.0)
+        finally:
+            api.resume()
+        api.wait_answering("/health")
+        api.pause()  # left paused: closing the stack resumes it, so it hears SIGTERM
+    assert not api.alive
+    # A graceful stop, not a SIGKILL: its shutdown ran (uvicorn then exits by the SIGTERM).
+    assert api.service.process.returncode in (0, -signal.SIGTERM)
+    assert api.service.logged("payments-api stopped"), api.tail()
+    assert not own.relay.running
+    assert not own.sandbox.alive
