@@ -12,7 +12,7 @@ import pytest
 
 from payments_api.config.constants import MAX_HEADER_COUNT
 from payments_api.server import MAX_HEAD_BYTES
-from tests.fixtures.processes import ServeProcess, exchange, parse_answer, serve_process
+from tests.fixtures.serve_process import ServeProcess, exchange, parse_answer, serve_process
 from tests.fixtures.servers import nx_27017
 
 MIB = 1 << 20

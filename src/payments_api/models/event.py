@@ -156,6 +156,15 @@ async def claim_due(
     return _event(raw)
 
 
+async def renew_lease(db: Database, event_id: str, worker_id: str, lease_until: datetime) -> bool:
+    """Move the lease's end to `lease_until` while `worker_id` still holds it; False once it
+    does not (finished, released, or taken over)."""
+    result = await db[COLLECTION].update_one(
+        {"_id": event_id, "lockedBy": worker_id}, {"$set": {"lockedUntil": lease_until}}
+    )
+    return bool(result.matched_count == 1)
+
+
 async def update_leased(
     db: Database, event_id: str, worker_id: str, update: dict[str, Any]
 ) -> bool:

@@ -179,6 +179,18 @@ async def record_late_charge_refund(db: Database, payment_id: str, now: datetime
     return bool(result.modified_count == 1)
 
 
+async def renew_reconcile_lease(
+    db: Database, payment_id: str, worker_id: str, lease_until: datetime
+) -> bool:
+    """Move the reconciliation lease's end to `lease_until` while `worker_id` still holds it
+    (False once another reconciler took it over). No state change, as for the claim."""
+    result = await db[COLLECTION].update_one(
+        {"_id": payment_id, "reconcileLockedBy": worker_id},
+        {"$set": {"reconcileLockedUntil": lease_until}},
+    )
+    return bool(result.matched_count == 1)
+
+
 async def oldest_created_at(db: Database, status: str) -> datetime | None:
     raw = await db[COLLECTION].find_one({"status": status}, sort=[("createdAt", ASCENDING)])
     return Payment.from_mongo(raw).created_at if raw else None

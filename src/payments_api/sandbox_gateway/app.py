@@ -187,7 +187,11 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
 
     @app.get("/v1/stats")
     async def stats() -> dict[str, int]:
-        return {"chargesMade": ledger.charges_made, "charges": len(ledger.charges)}
+        return {
+            "chargesMade": ledger.charges_made,
+            "charges": len(ledger.charges),
+            "chargeRequests": sum(ledger.charge_attempts.values()),
+        }
 
     @app.get("/health")
     async def health() -> dict[str, str]:

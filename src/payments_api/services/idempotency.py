@@ -4,13 +4,19 @@ finished result, kept for at least 24 hours.
 `begin` decides in one Redis round trip: replay a finished result, refuse while in flight,
 or take the lock. The unique index on (userId, idempotencyKey) in MongoDB stays the last line
 of defence for a key that Redis forgot.
+
+The lock is short (LOCK_TTL_SECONDS) and renewed in the background from `begin` until `finish`
+or `abandon`, for at most `max_hold_seconds`: the key of a request whose process died is free
+again within LOCK_TTL_SECONDS, while a live request keeps it however long its gateway call
+takes (up to that bound).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,12 +24,16 @@ from redis.exceptions import RedisError
 
 from payments_api.errors import ConflictError, ServiceUnavailableError, UnprocessableError
 from payments_api.utils.cache import LuaScript, new_lock_token
+from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger
 
 logger = get_logger("idempotency")
 
 RESULT_TTL_SECONDS = 48 * 3600
 IN_FLIGHT_RETRY_AFTER_SECONDS = 1
+LOCK_TTL_SECONDS = 10.0
+"""An in-flight lock's TTL, renewed every third of it while its request runs (the contract:
+what a dead process held is taken over within 20 s)."""
 
 # KEYS: result, lock. ARGV: lock token, lock ttl ms.
 # Returns {"result", <json>} | {"locked"} | {"acquired"}.
@@ -45,6 +55,14 @@ if redis.call('get', KEYS[2]) == ARGV[1] then
   redis.call('del', KEYS[2])
 end
 return 1
+"""
+
+# KEYS: lock. ARGV: token, ttl ms. Extend our lock; 0 when it is no longer ours (or gone).
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
 """
 
 # KEYS: lock. ARGV: token. Drop our lock without a result (the request changed nothing).
@@ -96,6 +114,8 @@ class Claim:
     lock_key: str
     token: str
     fingerprint: str
+    renewal: LeaseKeeper | None = field(default=None, compare=False, repr=False)
+    """Keeps the lock alive until `finish` or `abandon` (or the request's task ends)."""
 
 
 def reused_key_error() -> UnprocessableError:
@@ -120,12 +140,23 @@ def unavailable() -> ServiceUnavailableError:
 
 
 class IdempotencyService:
-    def __init__(self, redis: Redis, lock_ttl_ms: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        max_hold_seconds: float,
+        lock_ttl_seconds: float = LOCK_TTL_SECONDS,
+    ) -> None:
+        """`max_hold_seconds`: the longest a request keeps its lock renewed (its gateway call
+        and a margin); after that the lock lapses LOCK_TTL_SECONDS later even if the request
+        never finished."""
         self.redis = redis
-        self.lock_ttl_ms = lock_ttl_ms
+        self.lock_ttl_ms = int(lock_ttl_seconds * 1000)
+        self.max_hold_seconds = max_hold_seconds
         self._begin = LuaScript(redis, _BEGIN)
         self._finish = LuaScript(redis, _FINISH)
         self._abandon = LuaScript(redis, _ABANDON)
+        self._renew = LuaScript(redis, _RENEW)
 
     async def begin(self, scope: str, key: str, body_fingerprint: str) -> Claim | StoredResult:
         """A finished result to replay, or the lock for this request. 409 while another
@@ -147,7 +178,24 @@ class IdempotencyService:
             return stored
         if kind == "locked":
             raise in_flight_error()
-        return Claim(result_key, lock_key, token, body_fingerprint)
+        claim = Claim(result_key, lock_key, token, body_fingerprint)
+        claim.renewal = LeaseKeeper(
+            functools.partial(self._renew_lock, lock_key, token),
+            every=self.lock_ttl_ms / 3000,
+            max_seconds=self.max_hold_seconds,
+            what="idempotency lock",
+            scope=scope,
+        ).start()
+        return claim
+
+    async def _renew_lock(self, lock_key: str, token: str) -> bool:
+        renewed = await self._renew(keys=[lock_key], args=[token, self.lock_ttl_ms])
+        return bool(renewed == 1)
+
+    @staticmethod
+    async def _stop_renewing(claim: Claim) -> None:
+        if claim.renewal is not None:
+            await claim.renewal.stop()
 
     async def forget(self, scope: str, key: str) -> None:
         """Drop the finished result of (scope, key) so that the key may be tried again: for a
@@ -163,6 +211,7 @@ class IdempotencyService:
     async def finish(self, claim: Claim, result: StoredResult) -> None:
         """Remember the result and let go of the lock. A failure here loses nothing: the
         database's unique index answers the next replay."""
+        await self._stop_renewing(claim)
         try:
             await self._finish(
                 keys=[claim.result_key, claim.lock_key],
@@ -173,6 +222,7 @@ class IdempotencyService:
 
     async def abandon(self, claim: Claim) -> None:
         """Let go of the lock after a request that changed nothing (so it may be retried)."""
+        await self._stop_renewing(claim)
         try:
             await self._abandon(keys=[claim.lock_key], args=[claim.token])
         except (RedisError, OSError) as exc:

@@ -45,12 +45,17 @@ from payments_api.services.refunds import RefundService
 from payments_api.services.settlement import SettlementService
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
+from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger, log_business_event
 from payments_api.utils.metrics import Metrics
 
 logger = get_logger("reconciliation")
 
-LEASE_SECONDS = 30
+LEASE_SECONDS = 10
+"""A payment's reconciliation lease: renewed every third of it while its handling runs, so the
+payment of a reconciler that died is taken over within this plus a pass's pause (< 20 s)."""
+MAX_HOLD_SECONDS = 120
+"""The longest the handling of one payment keeps renewing its lease (a few gateway calls)."""
 BATCH = 100
 MAX_RECHECK_INTERVAL = timedelta(hours=1)
 
@@ -94,7 +99,8 @@ class Reconciler:
                 if payment is None:
                     break
                 try:
-                    await handle(payment)
+                    async with self._lease_kept(payment):
+                        await handle(payment)
                 except Exception:
                     logger.exception("reconciliation failed", paymentId=payment.id)
                 handled += 1
@@ -113,6 +119,23 @@ class Reconciler:
             worker_id=self.worker_id,
             now=now,
             lease_until=now + timedelta(seconds=LEASE_SECONDS),
+        )
+
+    def _lease_kept(self, payment: Payment) -> LeaseKeeper:
+        """The payment's lease, renewed while this reconciler still holds it."""
+
+        async def renew() -> bool:
+            lease_until = self.clock() + timedelta(seconds=LEASE_SECONDS)
+            return await payments.renew_reconcile_lease(
+                self.db, payment.id, self.worker_id, lease_until
+            )
+
+        return LeaseKeeper(
+            renew,
+            every=LEASE_SECONDS / 3,
+            max_seconds=MAX_HOLD_SECONDS,
+            what="reconciliation lease",
+            paymentId=payment.id,
         )
 
     async def _settle_pending(self, payment: Payment) -> None:

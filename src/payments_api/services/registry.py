@@ -30,7 +30,7 @@ from payments_api.services.webhooks import create_webhook_client
 from payments_api.utils.metrics import Metrics
 
 IDEMPOTENCY_LOCK_MARGIN_SECONDS = 30
-"""How long an in-flight lock outlives the gateway timeout before another request may try."""
+"""How long past the gateway timeout a live request may keep renewing its idempotency lock."""
 
 
 @dataclass(slots=True)
@@ -69,8 +69,10 @@ def build_services(
     metrics: Metrics,
     gateway: GatewayClient,
 ) -> Services:
-    lock_ttl_ms = int((settings.gateway_timeout_seconds + IDEMPOTENCY_LOCK_MARGIN_SECONDS) * 1000)
-    idempotency = IdempotencyService(redis, lock_ttl_ms)
+    idempotency = IdempotencyService(
+        redis,
+        max_hold_seconds=settings.gateway_timeout_seconds + IDEMPOTENCY_LOCK_MARGIN_SECONDS,
+    )
     cache = PaymentCache(redis)
     limits = DailyLimitService(settings, database)
     stats = StatsService(redis, database, limits)
