@@ -125,6 +125,10 @@ def reused_key_error() -> UnprocessableError:
     )
 
 
+def _result_key(scope: str, key: str) -> str:
+    return f"idem:{scope}:{key}"
+
+
 def in_flight_error() -> ConflictError:
     return ConflictError(
         "IDEMPOTENCY_KEY_IN_USE",
@@ -162,7 +166,7 @@ class IdempotencyService:
         """A finished result to replay, or the lock for this request. 409 while another
         request holds the key; 422 when a finished one had another body; 503 without Redis
         (before anything is written)."""
-        result_key = f"idem:{scope}:{key}"
+        result_key = _result_key(scope, key)
         lock_key = f"idem:lock:{scope}:{key}"
         token = new_lock_token()
         try:
@@ -203,7 +207,7 @@ class IdempotencyService:
         have stored a new result in between, it goes too; the database's unique index then
         answers the next replay."""
         try:
-            await self.redis.delete(f"idem:{scope}:{key}")
+            await self.redis.delete(_result_key(scope, key))
         except (RedisError, OSError) as exc:
             logger.error("idempotency store unavailable", error=type(exc).__name__)
             raise unavailable() from exc
