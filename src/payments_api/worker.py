@@ -20,9 +20,18 @@ from payments_api.utils.metrics import Metrics
 logger = get_logger("worker")
 
 EVENT_INTERVAL_SECONDS = 1.0
-RECONCILE_INTERVAL_SECONDS = 1.0
-"""A pass finds nothing to do in a few indexed queries; once a second keeps a payment that
-became due (RECONCILE_AFTER_SECONDS) from waiting long for its reversal or settlement."""
+MAX_RECONCILE_INTERVAL_SECONDS = 5.0
+MIN_RECONCILE_INTERVAL_SECONDS = 0.5
+
+
+def reconcile_interval(settings: Settings) -> float:
+    """The pause between reconciliation passes: a quarter of RECONCILE_AFTER_SECONDS, between
+    0.5 and 5 s. A payment that became due waits at most that for its reversal, well inside the
+    few seconds a late charge request may take (the sandbox's `…409` lands 3 s after the
+    reconcile delay); and a pass, a handful of queries, runs no more often than that needs
+    (5 s with the default 60 s delay; on the in-memory stand-in every query scans)."""
+    quarter = settings.reconcile_after_seconds / 4
+    return min(MAX_RECONCILE_INTERVAL_SECONDS, max(MIN_RECONCILE_INTERVAL_SECONDS, quarter))
 
 
 async def _loop(
@@ -42,7 +51,12 @@ async def run_loops(services: Services, stop: asyncio.Event) -> None:
     logger.info("worker loops started")
     await asyncio.gather(
         _loop("events", services.dispatcher.run_once, EVENT_INTERVAL_SECONDS, stop),
-        _loop("reconciliation", services.reconciler.run_once, RECONCILE_INTERVAL_SECONDS, stop),
+        _loop(
+            "reconciliation",
+            services.reconciler.run_once,
+            reconcile_interval(services.settings),
+            stop,
+        ),
     )
     logger.info("worker loops stopped")
 
