@@ -39,6 +39,7 @@ from tests.fixtures.payments import (
     payment_body,
     post_payment,
 )
+from tests.fixtures.reconciliation import reconciler_for
 from tests.fixtures.servers import Receiver
 
 LEASE = 1.5
@@ -119,17 +120,7 @@ async def test_an_event_lease_is_renewed_while_its_delivery_runs_so_no_one_else_
 
 
 def reconciler(app: FastAPI, worker_id: str) -> Reconciler:
-    s = app.state.services
-    return Reconciler(
-        s.settings,
-        s.database,
-        s.gateway,
-        s.settlement,
-        s.payments,
-        s.refunds,
-        s.metrics,
-        worker_id=worker_id,
-    )
+    return reconciler_for(app, worker_id=worker_id)
 
 
 async def left_pending(app: FastAPI, client: httpx.AsyncClient) -> str:
@@ -247,13 +238,7 @@ async def test_a_lock_is_renewed_no_longer_than_its_longest_hold(redis: Redis) -
     assert isinstance(claim, Claim)
     assert await taken_by_another(service, key)
     assert await wait_for(lambda: claim.renewal is not None and not claim.renewal.running)
-    freed = False
-    for _ in range(STEPS):
-        if not await taken_by_another(service, key):
-            freed = True
-            break
-        await asyncio.sleep(0.05)
-    assert freed
+    await assert_freed(service, key)
 
 
 async def test_the_lock_of_a_cancelled_request_is_no_longer_renewed(redis: Redis) -> None:
@@ -278,13 +263,16 @@ async def test_the_lock_of_a_cancelled_request_is_no_longer_renewed(redis: Redis
     [claim] = claimed
     assert claim.renewal is not None
     assert await wait_for(lambda: claim.renewal is not None and not claim.renewal.running)
-    freed = False
+    await assert_freed(service, key)
+
+
+async def assert_freed(service: IdempotencyService, key: str) -> None:
+    """The key can be taken by another request within STEPS polls."""
     for _ in range(STEPS):
         if not await taken_by_another(service, key):
-            freed = True
-            break
+            return
         await asyncio.sleep(0.05)
-    assert freed
+    raise AssertionError(f"{key} is still held after {STEPS} polls")
 
 
 def renewals_running() -> list[asyncio.Task[Any]]:
