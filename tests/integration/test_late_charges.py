@@ -26,6 +26,7 @@ from tests.fixtures.payments import (
     post_payment,
     read,
     stats_of,
+    stored_event_types,
 )
 from tests.fixtures.reconciliation import (
     Clock,
@@ -81,9 +82,7 @@ async def test_a_request_cut_off_before_the_gateway_is_reversed_and_replayed_as_
     assert (failed["status"], failed["failureCode"]) == ("failed", "NOT_CHARGED")
     assert sandbox_ledger(app).charges[pending["_id"]].status == "reversed"
     assert (await daily_holds(app, shop))["spent"] == 0
-    assert [e["type"] for e in await documents(app, "events", paymentId=pending["_id"])] == [
-        "payment.failed"
-    ]
+    assert await stored_event_types(app, pending["_id"]) == ["payment.failed"]
     assert await ledger_of(app, pending["_id"]) == []
 
     # The charge request lands after all: the gateway refuses it, nothing is charged.
@@ -133,9 +132,7 @@ async def test_a_charge_landing_between_the_look_up_and_the_reversal_completes_t
     assert sandbox_ledger(app).charges[payment.id].status == "approved"
     [record] = await ledger_of(app, payment.id)
     assert (record["type"], record["amount"]) == ("payment", 12_000)
-    assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
-        "payment.completed"
-    ]
+    assert await stored_event_types(app, payment.id) == ["payment.completed"]
 
 
 async def test_a_gateway_that_cannot_confirm_a_reversal_leaves_the_payment_pending(
@@ -187,9 +184,7 @@ async def test_a_charge_that_lands_after_its_payment_failed_is_refunded_once(
     current = await read(client, shop.user.headers, payment_id)
     assert (current["status"], current["failureCode"]) == ("failed", "GATEWAY_UNAVAILABLE")
     assert await ledger_of(app, payment_id) == []
-    assert [e["type"] for e in await documents(app, "events", paymentId=payment_id)] == [
-        "payment.failed"
-    ]
+    assert await stored_event_types(app, payment_id) == ["payment.failed"]
     stored = await stored_payment(app, payment_id)
     assert stored["lateChargeRefundedAt"] is not None
     assert "nextRecheckAt" not in stored

@@ -22,7 +22,13 @@ from payments_api.models.event import Event
 from payments_api.models.payment import Payment
 from payments_api.services.events import STREAM
 from payments_api.utils.clock import utcnow
-from tests.fixtures.payments import Shop, documents, ledger_of, open_shop, stats_of
+from tests.fixtures.payments import (
+    Shop,
+    ledger_of,
+    open_shop,
+    stats_of,
+    stored_event_types,
+)
 from tests.fixtures.reconciliation import (
     Clock,
     abandoned_payment,
@@ -90,9 +96,7 @@ async def test_a_completion_that_loses_to_a_failure_leaves_no_record_and_tells_n
     assert result.status == "failed"
     assert await ledger_of(app, payment.id) == []
     assert await visible_events(client, shop, payment.id) == ["payment.failed"]
-    assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
-        "payment.failed"
-    ]
+    assert await stored_event_types(app, payment.id) == ["payment.failed"]
     await services.dispatcher.run_once()
     assert await published_types(app, payment.id) == ["payment.failed"]
     assert (await daily_holds(app, shop))["spent"] == 0
@@ -119,9 +123,7 @@ async def test_a_failure_that_loses_to_a_completion_leaves_no_event_and_keeps_th
     assert result.status == "completed"
     [record] = await ledger_of(app, payment.id)
     assert (record["type"], record["amount"]) == ("payment", AMOUNT)
-    assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
-        "payment.completed"
-    ]
+    assert await stored_event_types(app, payment.id) == ["payment.completed"]
     await services.dispatcher.run_once()
     assert await published_types(app, payment.id) == ["payment.completed"]
     assert (await daily_holds(app, shop))["spent"] == AMOUNT  # the hold stays taken
@@ -199,9 +201,7 @@ async def test_the_records_of_a_completion_that_died_after_losing_are_discarded(
     await reconciler_for(app, clock).run_once()
 
     assert await ledger_of(app, payment.id) == []
-    assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
-        "payment.failed"
-    ]
+    assert await stored_event_types(app, payment.id) == ["payment.failed"]
     assert (await daily_holds(app, shop))["spent"] == 0
 
 
@@ -219,9 +219,7 @@ async def test_a_failure_clears_what_a_completion_that_died_before_its_compare_a
 
     assert result.status == "failed"
     assert await ledger_of(app, payment.id) == []
-    assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
-        "payment.failed"
-    ]
+    assert await stored_event_types(app, payment.id) == ["payment.failed"]
 
 
 async def test_the_draft_of_a_failure_that_died_before_losing_is_discarded(
@@ -237,7 +235,5 @@ async def test_the_draft_of_a_failure_that_died_before_losing_is_discarded(
 
     await reconciler_for(app, Clock(utcnow() + reconcile_after(app))).run_once()
 
-    assert [e["type"] for e in await documents(app, "events", paymentId=payment.id)] == [
-        "payment.completed"
-    ]
+    assert await stored_event_types(app, payment.id) == ["payment.completed"]
     assert (await daily_holds(app, shop))["spent"] == AMOUNT
