@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from payments_api.config.settings import Settings
@@ -21,6 +22,8 @@ from tests.fixtures.payments import (
     stats_of,
     user_and_merchant,
 )
+
+pytestmark = pytest.mark.race
 
 
 async def today_spent(client: httpx.AsyncClient, user: RegisteredUser) -> int:

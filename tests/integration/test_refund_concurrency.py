@@ -1,6 +1,8 @@
-"""Refunds and cancels racing on one payment, for real (asyncio.gather over the ASGI app): the
-refunds never add up to more than the amount, a cancel and a refund never both win, and the
-payment, its refunds, the ledger and the gateway agree afterwards."""
+"""Refunds and cancels racing on one payment, for real (asyncio.gather over the ASGI app, on the
+interleaving stand-in and over the wire): the refunds never add up to more than the amount, a
+cancel and a refund never both win, and the payment, its refunds, the ledger and the gateway
+agree afterwards. The service refuses what the payment does not allow before asking the gateway:
+the races count the requests that reached it, not only the answers."""
 
 from __future__ import annotations
 
@@ -25,10 +27,13 @@ from tests.fixtures.payments import (
     read,
     refund,
     sandbox_charge,
+    sandbox_ledger,
     slow_gateway,
     succeeded_refunds,
     with_idempotency_key,
 )
+
+pytestmark = [pytest.mark.race, pytest.mark.pushes_subdocuments]
 
 
 async def test_ten_racing_refunds_never_exceed_the_amount(
@@ -56,6 +61,7 @@ async def test_ten_racing_refunds_never_exceed_the_amount(
     assert current["status"] == "partially_refunded"
     assert sum(r["amount"] for r in await succeeded_refunds(app, payment_id)) == 9_000
     assert sum(sandbox_charge(app, payment_id).refunds.values()) == 9_000
+    assert sandbox_ledger(app).refund_requests == 3  # the service, not the gateway, said no
     assert await ledger_net(app, payment_id) == 1_000
     assert len(await events_of(app, payment_id, "payment.refunded")) == 3
     await assert_money_agrees(app, current)
@@ -81,6 +87,7 @@ async def test_racing_refunds_of_everything_left_refund_it_once(
     assert set(statuses) <= {200, 409, 422}
     winner = next(r for r in responses if r.status_code == 200)
     assert winner.json()["refund"]["amount"] == 10_000
+    assert sandbox_ledger(app).refund_requests == 1
     current = await read(client, shop.merchant.headers, payment_id)
     assert current["status"] == "refunded"
     assert current["refundedAmount"] == 10_000
@@ -115,6 +122,7 @@ async def test_racing_refunds_with_one_idempotency_key_refund_once(
     assert succeeded
     assert len({r.json()["refund"]["refundId"] for r in succeeded}) == 1
     assert len(sandbox_charge(app, payment_id).refunds) == 1
+    assert sandbox_ledger(app).refund_requests == 1
     assert len(await documents(app, "refunds", paymentId=payment_id)) == 1
     current = await read(client, shop.merchant.headers, payment_id)
     assert current["refundedAmount"] == 2_000
@@ -145,6 +153,8 @@ async def test_a_cancel_racing_a_refund_has_exactly_one_winner(
         cancelled.text,
         refunded.text,
     )
+    gateway = sandbox_ledger(app)
+    assert gateway.refund_requests + gateway.cancel_requests == 1  # the loser never asked
     current = await read(client, shop.user.headers, payment_id)
     ledger_types = Counter(r["type"] for r in await ledger_of(app, payment_id))
     if cancelled.status_code == 200:

@@ -1,82 +1,20 @@
-"""Fixtures of the wire tier: the app on a MongoDB reached over the wire protocol.
-
-The server is `MONGODB_TEST_URI` when it is set (a real MongoDB), else an nx-27017 (a MongoDB
-wire-protocol server on SQLite, a `dev` dependency) started here for the session on a free port
-with `--db memory`. Every test gets a database of its own, dropped afterwards.
-"""
+"""Fixtures of the wire tier: the app on a MongoDB reached over the wire protocol (the server
+and the per-test database are `tests/fixtures/wire.py`'s, shared with the race tests)."""
 
 from __future__ import annotations
 
 import functools
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from pymongo import MongoClient
-from pymongo.errors import OperationFailure
 
 from payments_api.app import create_app
 from payments_api.config.settings import Settings
 from payments_api.services.registry import Services
 from tests.fixtures.apps import CLIENT_PEER, LogCapture, capture_logs, serve
-from tests.fixtures.servers import abort_session, nx_27017, wait_for_ping
-
-
-@dataclass(frozen=True)
-class WireServer:
-    uri: str
-    transactions: bool
-    """Whether the server runs multi-document transactions (the app then runs with `on`)."""
-    nx: bool
-    """True for the nx-27017 started here, False for `MONGODB_TEST_URI`."""
-
-
-def _runs_transactions(uri: str) -> bool:
-    """A replica set or mongos does; anything else when it accepts a read in a transaction."""
-    client: MongoClient[dict[str, Any]]
-    with MongoClient(uri, serverSelectionTimeoutMS=2000) as client:
-        hello: dict[str, Any] = client.admin.command("hello")
-        if "setName" in hello or hello.get("msg") == "isdbgrid":
-            return True
-        try:
-            with client.start_session() as session, session.start_transaction():
-                client["wire_probe"]["probe"].find_one({}, session=session)
-                session.abort_transaction()
-        except OperationFailure:
-            return False
-        return True
-
-
-@pytest.fixture(scope="session")
-def wire_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireServer]:
-    external = os.environ.get("MONGODB_TEST_URI", "").strip()
-    if external:
-        wait_for_ping(external, abort_session, label="MONGODB_TEST_URI")
-        yield WireServer(external, _runs_transactions(external), nx=False)
-        return
-    with nx_27017(tmp_path_factory.mktemp("nx-27017"), abort_session) as uri:
-        yield WireServer(uri, _runs_transactions(uri), nx=True)
-
-
-@pytest.fixture(scope="session")
-def wire_mongo(wire_server: WireServer) -> Iterator[MongoClient[dict[str, Any]]]:
-    """A plain synchronous client for the fixtures' own housekeeping."""
-    client: MongoClient[dict[str, Any]]
-    with MongoClient(wire_server.uri, serverSelectionTimeoutMS=2000) as client:
-        yield client
-
-
-@pytest.fixture
-def wire_db_name(wire_mongo: MongoClient[dict[str, Any]]) -> Iterator[str]:
-    """A database of the test's own, dropped afterwards."""
-    name = f"wire_{uuid.uuid4().hex[:16]}"
-    yield name
-    wire_mongo.drop_database(name)
+from tests.fixtures.wire import WireServer
 
 
 @pytest.fixture

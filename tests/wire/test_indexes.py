@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from payments_api.config.database import INDEXES
 from payments_api.services.registry import Services
 from tests.fixtures.factories import register_user
-from tests.wire.conftest import WireServer
+from tests.fixtures.wire import WireServer
 
 
 def _shape(index: Mapping[str, Any], *, exact: bool) -> tuple[Any, ...]:

@@ -27,7 +27,7 @@ from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from tests.fixtures.factories import CreatedMerchant, RegisteredUser, create_merchant, register_user
 from tests.fixtures.payments import payment_body, post_payment
-from tests.wire.conftest import WireServer
+from tests.fixtures.wire import WireServer
 
 APPROVED_AMOUNT = 10_000
 """The sandbox gateway approves amounts ending in 000."""

@@ -72,6 +72,10 @@ class SandboxLedger:
     charges: dict[str, Charge] = field(default_factory=dict)
     charges_made: int = 0
     charge_attempts: dict[str, int] = field(default_factory=dict)
+    refund_requests: int = 0
+    cancel_requests: int = 0
+    """Every refund and cancel request that reached the sandbox, answered yes or no: how a
+    test tells that the service, not the gateway, refused what the payment did not allow."""
 
 
 def _problem(status: int, code: str, message: str) -> JSONResponse:
@@ -161,6 +165,7 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
 
     @app.post("/v1/charges/{payment_id}/cancel")
     async def cancel(payment_id: str) -> JSONResponse:
+        ledger.cancel_requests += 1
         existing = ledger.charges.get(payment_id)
         if existing is None:
             return _problem(404, "CHARGE_NOT_FOUND", "No charge for this paymentId")
@@ -173,6 +178,7 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
 
     @app.post("/v1/charges/{payment_id}/refunds")
     async def refund(payment_id: str, body: RefundRequest) -> JSONResponse:
+        ledger.refund_requests += 1
         existing = ledger.charges.get(payment_id)
         if existing is None:
             return _problem(404, "CHARGE_NOT_FOUND", "No charge for this paymentId")
@@ -191,6 +197,8 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
             "chargesMade": ledger.charges_made,
             "charges": len(ledger.charges),
             "chargeRequests": sum(ledger.charge_attempts.values()),
+            "refundRequests": ledger.refund_requests,
+            "cancelRequests": ledger.cancel_requests,
         }
 
     @app.get("/health")
