@@ -16,14 +16,13 @@ from payments_api.config.settings import Settings
 from payments_api.services import passwords
 from tests.fixtures.apps import CLIENT_PEER, LogCapture, capture_logs, running, serve
 from tests.fixtures.races import (
-    NX_PUSH_GAP,
+    NX_ANSWERS,
     RACE_BACKEND,
     RACE_BACKENDS,
-    PushedSubdocumentStoredAsString,
     RaceBackend,
     interleaved,
+    nx_gaps_shown,
     over_the_wire,
-    pushed_subdocuments_stored_as_strings,
     share_one_deployment,
 )
 from tests.fixtures.servers import Receiver, abort_session, flush_redis, redis_server
@@ -77,19 +76,18 @@ def _race_backend_first(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def race_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> RaceBackend:
     """The backend of a `race` test; every app the test starts shares its database and one
-    sandbox gateway. On nx-27017, a test also marked `pushes_subdocuments` is a strict xfail
-    that accepts only `PushedSubdocumentStoredAsString`."""
+    sandbox gateway. On nx-27017, a test marked `nx_gap(Gap, ...)` is a strict xfail that
+    accepts only those gaps (`tests/fixtures/races.py`)."""
     name: str = request.param
     if name == "wire":
         backend = over_the_wire(
             request.getfixturevalue("wire_server"), request.getfixturevalue("wire_db_name")
         )
-        if backend.on_nx and request.node.get_closest_marker("pushes_subdocuments"):
-            request.applymarker(
-                pytest.mark.xfail(
-                    reason=NX_PUSH_GAP, raises=PushedSubdocumentStoredAsString, strict=True
-                )
-            )
+        gap = request.node.get_closest_marker("nx_gap")
+        if backend.on_nx and gap is not None:
+            reason = "; ".join(str(kind.__doc__).split("\n")[0] for kind in gap.args)
+            request.applymarker(pytest.mark.xfail(reason=reason, raises=gap.args, strict=True))
+        NX_ANSWERS.clear()
     else:
         backend = interleaved(int(name.rsplit("-", 1)[1]))
     share_one_deployment(backend, monkeypatch)
@@ -99,16 +97,18 @@ def race_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """A race test that fails on nx-27017 while a `$push`ed sub-document lies stored as a
-    string fails as `PushedSubdocumentStoredAsString` (see `race_backend`)."""
+    """A race test that fails on nx-27017 where the emulator showed one of its known gaps
+    fails as that gap (an `NxGap`), which its `nx_gap` xfail may accept (see `race_backend`)."""
     try:
         return (yield)
     except Exception as failure:
         backend = item.stash.get(RACE_BACKEND, None)
-        if backend is not None and backend.on_nx:
-            found = pushed_subdocuments_stored_as_strings(backend)
-            if found:
-                raise PushedSubdocumentStoredAsString(", ".join(found)) from failure
+        gaps = nx_gaps_shown(backend) if backend is not None else []
+        marker = item.get_closest_marker("nx_gap")
+        accepted = tuple(marker.args) if marker is not None else ()
+        gaps.sort(key=lambda gap: not isinstance(gap, accepted))
+        if gaps:
+            raise gaps[0] from failure
         raise
 
 

@@ -351,6 +351,7 @@ async def test_a_dropped_connection_is_recorded_as_an_error(
 # --- leases ----------------------------------------------------------------------------------
 
 
+@pytest.mark.race
 async def test_two_dispatchers_deliver_each_event_exactly_once(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:

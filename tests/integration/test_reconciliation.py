@@ -244,6 +244,7 @@ async def test_reconciling_twice_settles_once(client: httpx.AsyncClient, app: Fa
     assert (await stats_of(client, shop.user))["totalTransactions"] == 1
 
 
+@pytest.mark.race
 async def test_two_reconcilers_at_once_settle_once_and_ask_the_gateway_once(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

@@ -32,8 +32,9 @@ from tests.fixtures.payments import (
     succeeded_refunds,
     with_idempotency_key,
 )
+from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap
 
-pytestmark = [pytest.mark.race, pytest.mark.pushes_subdocuments]
+pytestmark = [pytest.mark.race, nx_gap(PushedSubdocumentStoredAsString)]
 
 
 async def test_ten_racing_refunds_never_exceed_the_amount(

@@ -15,6 +15,7 @@ from mongomock_motor import AsyncMongoMockClient
 
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
+from payments_api.models import user as user_model
 from payments_api.services.users import UserService
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.fixtures.apps import running
@@ -26,6 +27,7 @@ from tests.fixtures.factories import (
     register_user,
     token_for,
 )
+from tests.fixtures.races import DuplicateKeyWithoutIndexName, meet_at, nx_gap
 
 USER_FIELDS = {
     "userId",
@@ -162,11 +164,13 @@ async def test_register_same_phone_again_is_409(client: httpx.AsyncClient) -> No
     assert response.json()["error"] == "PHONE_ALREADY_REGISTERED"
 
 
+@pytest.mark.race
 async def test_concurrent_registrations_of_one_email_report_the_email(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The address contains "phone": the conflict must still be named by the field that clashed.
     bodies = [new_user_body("phone.owner@example.com", name=f"Racer {n}") for n in range(2)]
+    meet_at(user_model, "insert", 2, monkeypatch)  # both pass the checks: the index decides
 
     responses = await asyncio.gather(*(client.post("/api/v1/users", json=b) for b in bodies))
 
@@ -175,10 +179,13 @@ async def test_concurrent_registrations_of_one_email_report_the_email(
     assert conflict.json()["error"] == "EMAIL_ALREADY_REGISTERED"
 
 
+@pytest.mark.race
+@nx_gap(DuplicateKeyWithoutIndexName)
 async def test_concurrent_registrations_of_one_phone_report_the_phone(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bodies = [new_user_body(f"racer{n}@example.com", phoneNumber="010-9999-0000") for n in range(2)]
+    meet_at(user_model, "insert", 2, monkeypatch)  # both pass the checks: the index decides
 
     responses = await asyncio.gather(*(client.post("/api/v1/users", json=b) for b in bodies))
 
