@@ -3,11 +3,13 @@ without transactions (the in-memory stand-in has none): the one that loses its c
 leaves no ledger record and no event behind, and no merchant hears of it. A settlement that died
 half-way is finished, or discarded, by reconciliation.
 
-The stand-in never yields to the event loop, so each test interleaves the two steps by hand:
-the second settlement runs inside the first one, right after a chosen write."""
+The first tests interleave the two steps by hand: the second settlement runs inside the first
+one, right after a chosen write. The last ones let them race freely on the race backends (the
+interleaving stand-in and the wire), in both orders."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +34,7 @@ from tests.fixtures.payments import (
 from tests.fixtures.reconciliation import (
     Clock,
     abandoned_payment,
+    charged_at_gateway,
     daily_holds,
     reconcile_after,
     reconciler_for,
@@ -237,3 +240,72 @@ async def test_the_draft_of_a_failure_that_died_before_losing_is_discarded(
 
     assert await stored_event_types(app, payment.id) == ["payment.completed"]
     assert (await daily_holds(app, shop))["spent"] == AMOUNT
+
+
+# --- free races -------------------------------------------------------------------------------
+
+
+async def assert_settled_once(
+    client: httpx.AsyncClient, app: FastAPI, shop: Shop, payment: Payment, status: str
+) -> None:
+    """The payment ended `status`, and everything else agrees, exactly once."""
+    stored = await payments_model.find_by_id(app.state.services.database, payment.id)
+    assert stored is not None
+    assert stored.status == status
+    records = [(r["type"], r["amount"]) for r in await ledger_of(app, payment.id)]
+    spent = (await daily_holds(app, shop))["spent"]
+    totals = await stats_of(client, shop.user)
+    if status == "completed":
+        assert records == [("payment", AMOUNT)]
+        assert spent == AMOUNT
+        assert (totals["totalTransactions"], totals["totalAmount"]) == (1, AMOUNT)
+    else:
+        assert records == []
+        assert spent == 0
+        assert totals["totalTransactions"] == 0
+    assert await stored_event_types(app, payment.id) == [f"payment.{status}"]
+    await app.state.services.dispatcher.run_once()
+    assert await published_types(app, payment.id) == [f"payment.{status}"]
+
+
+@pytest.mark.race
+@pytest.mark.parametrize("first", ["completion", "failure"])
+async def test_a_completion_and_a_failure_racing_freely_settle_once(
+    client: httpx.AsyncClient, app: FastAPI, first: str
+) -> None:
+    shop = await open_shop(client)
+    payment = await abandoned_payment(app, shop, AMOUNT)
+    settlement = app.state.services.settlement
+    steps = {
+        "completion": lambda: settlement.complete(payment, "gtx_racing"),
+        "failure": lambda: settlement.fail(payment, "NOT_CHARGED", "Reversed at the gateway"),
+    }
+    second = "failure" if first == "completion" else "completion"
+
+    results = await asyncio.gather(steps[first](), steps[second]())
+
+    winner = results[0].status
+    assert [result.status for result in results] == [winner, winner]  # both tell the winner
+    await assert_settled_once(client, app, shop, payment, winner)
+
+
+@pytest.mark.race
+@pytest.mark.parametrize("first", ["request", "reconciler"])
+async def test_a_late_answer_racing_the_reconciler_settles_once(
+    client: httpx.AsyncClient, app: FastAPI, first: str
+) -> None:
+    """The request's own answer arrives just as the reconciler takes the payment up: one
+    completion, one ledger record, one event, whichever gets there first."""
+    shop = await open_shop(client)
+    payment = await abandoned_payment(app, shop, AMOUNT)
+    answer = await charged_at_gateway(app, payment)
+    reconciler = reconciler_for(app, Clock(payment.updated_at + reconcile_after(app)))
+    steps = {
+        "request": lambda: app.state.services.settlement.settle(payment, answer),
+        "reconciler": reconciler.run_once,
+    }
+    second = "reconciler" if first == "request" else "request"
+
+    await asyncio.gather(steps[first](), steps[second]())
+
+    await assert_settled_once(client, app, shop, payment, "completed")
