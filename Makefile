@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench redis-server clean
+.PHONY: run test mutate lint format bench redis-server clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'Python 3.11 or newer is needed')"
@@ -20,6 +20,10 @@ run: $(STAMP)
 ## Run the whole test suite against a throwaway redis-server the tests start themselves.
 test: $(STAMP) redis-server
 	$(BIN)/python -m pytest
+
+## The mutation check of the money rules (slow, not part of `test`): see tests/mutation.
+mutate: $(STAMP) redis-server
+	$(BIN)/python -m tests.mutation
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

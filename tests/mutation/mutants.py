@@ -1,0 +1,193 @@
+"""The fixed list of mutants of the money rules, each the smallest plausible slip that breaks
+one rule, and the tests that must kill it.
+
+`find` is an exact snippet of today's source and must occur exactly once in its file; a
+refactor that moves the code makes the runner (and `tests/unit/test_mutants.py`) refuse the
+mutant by name, so whoever refactors updates it instead of "killing" a mutant that changed
+nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = Path("src") / "payments_api"
+"""Where the mutated files live, relative to the repository (or a copy of its `src/`)."""
+
+
+class MutantDoesNotApply(Exception):
+    """A mutant's `find` is not exactly once in its file (the code moved or changed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mutant:
+    name: str
+    why: str
+    """One line: the bug it models."""
+    path: str
+    """The mutated file, relative to src/payments_api."""
+    find: str
+    replace: str
+    tests: tuple[str, ...]
+    """Test files or node ids, relative to the repository, that must kill it."""
+
+    def file_in(self, root: Path) -> Path:
+        """The mutated file under `root`: the repository, or a directory holding a copy of
+        its `src/`."""
+        return root / PACKAGE / self.path
+
+    def apply_to(self, source: str) -> str:
+        """`source` with the mutation made; MutantDoesNotApply unless `find` is there once."""
+        count = source.count(self.find)
+        if count != 1:
+            raise MutantDoesNotApply(
+                f"mutant {self.name!r}: its `find` occurs {count} times in "
+                f"{PACKAGE / self.path} (it must occur exactly once): update the mutant"
+            )
+        return source.replace(self.find, self.replace, 1)
+
+    @property
+    def module(self) -> str:
+        """The dotted name of the mutated module."""
+        return ".".join(("payments_api", *Path(self.path).with_suffix("").parts))
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        name="daily-limit-check-then-act",
+        why="the hold reads `spent`, compares in Python, then `$inc`s without the guard: "
+        "concurrent payments pass the limit",
+        path="models/daily_limit.py",
+        find="""\
+    doc_id = document_id(user_id, day)
+    try:
+        result = await db[COLLECTION].update_one(
+            {"_id": doc_id, "spent": {"$lte": limit - amount}, "holds": {"$ne": payment_id}},
+""",
+        replace="""\
+    doc_id = document_id(user_id, day)
+    current = await find(db, user_id, day)
+    if current is not None and current["spent"] + amount > limit:
+        return False
+    try:
+        result = await db[COLLECTION].update_one(
+            {"_id": doc_id, "holds": {"$ne": payment_id}},
+""",
+        tests=("tests/integration/test_payment_concurrency.py",),
+    ),
+    Mutant(
+        name="refund-reservation-unguarded",
+        why="the refund reservation `$inc`s `refundedAmount` without its `$lte` guard: "
+        "racing refunds reserve more than the payment's amount",
+        path="services/refunds.py",
+        find="""\
+            {"status": {"$in": REFUNDABLE}, "refundedAmount": {"$lte": payment.amount - value}},
+""",
+        replace="""\
+            {"status": {"$in": REFUNDABLE}},
+""",
+        tests=(
+            "tests/integration/test_refund_concurrency.py",
+            "tests/integration/test_refund.py",
+        ),
+    ),
+    Mutant(
+        name="replay-charges-again",
+        why="a replayed key sends its payment to the gateway again instead of answering "
+        "with the stored result (trusting the gateway's idempotency)",
+        path="services/payments.py",
+        find="""\
+        if payment is None:
+            raise not_found()
+        return self._replay(payment)
+""",
+        replace="""\
+        if payment is None:
+            raise not_found()
+        return await self._charge(payment)
+""",
+        tests=(
+            "tests/integration/test_idempotency.py",
+            "tests/integration/test_payment_concurrency.py::"
+            "test_twenty_concurrent_requests_with_one_key_make_one_payment_and_one_charge",
+        ),
+    ),
+    Mutant(
+        name="cancel-keeps-the-hold",
+        why="a cancel returns the charge but never gives its amount back to the daily limit",
+        path="services/payments.py",
+        find="""\
+            await self.limits.release(payment, session)
+            updated = await payments.update_where(
+""",
+        replace="""\
+            updated = await payments.update_where(
+""",
+        tests=("tests/integration/test_cancel.py",),
+    ),
+    Mutant(
+        name="declined-payment-ledger-record",
+        why="a failure is recorded in the ledger like a completion: a declined payment gets "
+        "a `payment` record for money that never moved",
+        path="services/settlement.py",
+        find="""\
+                updated = await self._compare_and_set(payment, changes, now, session)
+                await self._publish(updated, event, session)
+""",
+        replace="""\
+                updated = await self._compare_and_set(payment, changes, now, session)
+                await self._publish(updated, event, session)
+                await ledger.record_movement(
+                    self.db,
+                    payment,
+                    "payment",
+                    reference=payment.id,
+                    amount=payment.amount,
+                    description=f"Payment for {payment.product_name}",
+                    now=now,
+                    session=session,
+                )
+""",
+        tests=(
+            "tests/integration/test_payment_create.py",
+            "tests/integration/test_payment_faults.py",
+        ),
+    ),
+    Mutant(
+        name="webhook-signature-without-dot",
+        why='the webhook HMAC is taken over "<t><body>" instead of the contract\'s '
+        '"<t>.<body>": no receiver can verify it',
+        path="services/webhooks.py",
+        find="""\
+    digest = hmac_sha256_hex(secret, f"{timestamp}.".encode() + body)
+""",
+        replace="""\
+    digest = hmac_sha256_hex(secret, f"{timestamp}".encode() + body)
+""",
+        tests=("tests/integration/test_events.py",),
+    ),
+    Mutant(
+        name="lost-settlement-keeps-its-ledger-record",
+        why="a completion that writes its `payment` ledger record and then loses its "
+        "compare-and-set to a failure leaves the record behind",
+        path="services/settlement.py",
+        find="""\
+            await events.discard_draft(self.db, event.dedupe_key)
+            if current.status == PaymentStatus.FAILED:
+                await ledger.discard(self.db, "payment", current.id)
+""",
+        replace="""\
+            await events.discard_draft(self.db, event.dedupe_key)
+""",
+        tests=("tests/integration/test_settlement_races.py",),
+    ),
+)
+
+
+def by_name(name: str) -> Mutant:
+    for mutant in MUTANTS:
+        if mutant.name == name:
+            return mutant
+    known = ", ".join(m.name for m in MUTANTS)
+    raise KeyError(f"no mutant named {name!r} (known: {known})")
