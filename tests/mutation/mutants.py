@@ -74,7 +74,10 @@ MUTANTS: tuple[Mutant, ...] = (
         result = await db[COLLECTION].update_one(
             {"_id": doc_id, "holds": {"$ne": payment_id}},
 """,
-        tests=("tests/integration/test_payment_concurrency.py",),
+        tests=(
+            "tests/integration/test_payment_concurrency.py",
+            "tests/integration/test_races_across_apps.py",
+        ),
     ),
     Mutant(
         name="refund-reservation-unguarded",
@@ -89,6 +92,7 @@ MUTANTS: tuple[Mutant, ...] = (
 """,
         tests=(
             "tests/integration/test_refund_concurrency.py",
+            "tests/integration/test_races_across_apps.py",
             "tests/integration/test_refund.py",
         ),
     ),
