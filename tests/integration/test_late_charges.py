@@ -25,6 +25,7 @@ from tests.fixtures.payments import (
     payment_body,
     post_payment,
     read,
+    sandbox_ledger,
     stats_of,
     stored_event_types,
 )
@@ -45,10 +46,6 @@ from tests.fixtures.reconciliation import (
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings(gateway_timeout_seconds=0.2)
-
-
-def sandbox_ledger(app: FastAPI) -> Any:
-    return app.state.sandbox.state.ledger
 
 
 async def late_charge(app: FastAPI, payment_id: str, amount: int) -> httpx.Response:

@@ -1,8 +1,9 @@
 """Multi-document transactions over the wire: one step's writes land together or not at all.
 
 nx-27017 serialises poorly: every logical database is one SQLite connection, so two
-transactions open at once share it and fail (or see each other's writes). Concurrency tests
-live on the main (mongomock) tier; everything here runs one request at a time.
+transactions open at once share it and fail (or see each other's writes). Everything here runs
+one request at a time; the concurrency tests (marked `race`) also run over the wire, with
+transactions off on nx-27017 (`tests/fixtures/races.py`).
 """
 
 from __future__ import annotations
