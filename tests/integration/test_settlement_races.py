@@ -182,6 +182,46 @@ async def test_a_completion_that_died_before_publishing_its_event_is_finished_on
     assert (totals["totalTransactions"], totals["totalAmount"]) == (1, AMOUNT)
 
 
+def dies_after_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
+    """The first call of `module.name` takes effect, then the process stops."""
+    original = getattr(module, name)
+    died = False
+
+    async def dying(*args: Any, **kwargs: Any) -> Any:
+        nonlocal died
+        result = await original(*args, **kwargs)
+        if not died:
+            died = True
+            raise Died(name)
+        return result
+
+    monkeypatch.setattr(module, name, dying)
+
+
+async def test_a_completion_that_died_right_after_its_compare_and_set_keeps_its_record(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no transaction rolls the step back, the payment may be `completed` with nothing
+    after it done: its ledger record must already be there, since nothing writes it later."""
+    shop = await open_shop(client)
+    payment = await abandoned_payment(app, shop, AMOUNT)
+    services = app.state.services
+    dies_after_once(monkeypatch, payments_model, "update_where")
+    with pytest.raises(Died):
+        await services.settlement.complete(payment, "gtx_cut_short")
+
+    stored = await payments_model.find_by_id(services.database, payment.id)
+    assert stored is not None
+    assert stored.status == "completed"
+    await reconciler_for(app, Clock(stored.updated_at + reconcile_after(app))).run_once()
+
+    [record] = await ledger_of(app, payment.id)
+    assert (record["type"], record["amount"]) == ("payment", AMOUNT)
+    assert await visible_events(client, shop, payment.id) == ["payment.completed"]
+    totals = await stats_of(client, shop.user)
+    assert (totals["totalTransactions"], totals["totalAmount"]) == (1, AMOUNT)
+
+
 async def _fail_first(app: FastAPI, payment: Payment) -> None:
     await app.state.services.settlement.fail(payment, "NOT_CHARGED", "reversed")
 

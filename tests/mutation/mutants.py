@@ -172,6 +172,59 @@ MUTANTS: tuple[Mutant, ...] = (
         tests=("tests/integration/test_events.py",),
     ),
     Mutant(
+        name="ledger-record-after-compare-and-set",
+        why="a completion writes its `payment` ledger record after its compare-and-set: a "
+        "process that dies between the two leaves a completed payment the ledger never saw",
+        path="services/settlement.py",
+        find="""\
+                await events.append(self.db, event, session)
+                await ledger.record_movement(
+                    self.db,
+                    payment,
+                    "payment",
+                    reference=payment.id,
+                    amount=payment.amount,
+                    description=f"Payment for {payment.product_name}",
+                    now=now,
+                    session=session,
+                )
+                updated = await self._compare_and_set(
+                    payment,
+                    {
+                        "status": PaymentStatus.COMPLETED.value,
+                        "transactionId": transaction_id,
+                        "completedAt": now,
+                    },
+                    now,
+                    session,
+                )
+""",
+        replace="""\
+                await events.append(self.db, event, session)
+                updated = await self._compare_and_set(
+                    payment,
+                    {
+                        "status": PaymentStatus.COMPLETED.value,
+                        "transactionId": transaction_id,
+                        "completedAt": now,
+                    },
+                    now,
+                    session,
+                )
+                await ledger.record_movement(
+                    self.db,
+                    payment,
+                    "payment",
+                    reference=payment.id,
+                    amount=payment.amount,
+                    description=f"Payment for {payment.product_name}",
+                    now=now,
+                    session=session,
+                )
+""",
+        tests=("tests/integration/test_settlement_races.py",),
+    ),
+    Mutant(
         name="lost-settlement-keeps-its-ledger-record",
         why="a completion that writes its `payment` ledger record and then loses its "
         "compare-and-set to a failure leaves the record behind",
