@@ -196,11 +196,14 @@ async def test_payment_the_gateway_never_charged_fails_and_releases_its_hold(
 
     settled = await read(client, shop.user.headers, payment.id)
     assert settled["status"] == "failed"
-    assert settled["failureCode"]
+    # Only a confirmed reversal fails it, and then with the contract's code: never a decline.
+    assert settled["failureCode"] == "NOT_CHARGED"
+    assert settled["failureMessage"]
     assert await ledger_of(app, payment.id) == []
     [event] = await documents(app, "events", paymentId=payment.id)
     assert event["type"] == "payment.failed"
     assert event["data"]["payment"]["status"] == "failed"
+    assert event["data"]["payment"]["failureCode"] == "NOT_CHARGED"
     holds = await daily_holds(app, shop)
     assert holds["spent"] == 0
     assert payment.id not in holds["holds"]
