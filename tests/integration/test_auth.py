@@ -155,9 +155,21 @@ async def test_successful_login_logs_no_security_event(
     logs.stream.truncate(0)
     logs.stream.seek(0)
 
-    await client.post("/api/v1/auth/token", json={"email": user.email, "password": user.password})
+    response = await client.post(
+        "/api/v1/auth/token", json={"email": user.email, "password": user.password}
+    )
 
-    assert not [r for r in logs.records if r.get("security") is True]
+    assert response.status_code == 200, response.text
+    records = logs.records
+    assert [
+        r
+        for r in records
+        if r.get("message") == "request completed"
+        and r.get("method") == "POST"
+        and r.get("path") == "/api/v1/auth/token"
+        and r.get("statusCode") == 200
+    ], "the login's request was not logged"
+    assert not [r for r in records if r.get("security") is True]
     assert user.password not in logs.text
 
 

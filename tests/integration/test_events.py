@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from payments_api.app import create_app
 from payments_api.config.settings import Settings
 from payments_api.models import event as events_model
+from payments_api.services import events as events_service
 from payments_api.services.events import STREAM, EventDispatcher
 from payments_api.utils.clock import utcnow
 from tests.fixtures.apps import CLIENT_PEER, serve
@@ -57,19 +58,34 @@ def dispatcher_for(
     *,
     jitter: Callable[[], float] | None = None,
     worker_id: str = "dispatcher-test",
+    webhooks: httpx.AsyncClient | None = None,
 ) -> EventDispatcher:
-    """A dispatcher on the app's own store, Redis and webhook client, with an injected clock."""
+    """A dispatcher on the app's own store, Redis and webhook client (or `webhooks`), with an
+    injected clock."""
     services = app.state.services
     return EventDispatcher(
         services.settings,
         services.database,
         services.redis,
-        services.webhooks,
+        webhooks or services.webhooks,
         services.metrics,
         clock=clock,
         jitter=jitter,
         worker_id=worker_id,
     )
+
+
+class HeldWebhooks(httpx.AsyncBaseTransport):
+    """A webhook client's transport that holds every POST before it leaves (`arrived` is set
+    then): a delivery can be caught mid-way, deterministically. Nothing is ever sent on."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.arrived.set()
+        await asyncio.Event().wait()  # until the task sending it is cancelled
+        raise AssertionError("unreachable")
 
 
 def verifies(signature: str, raw_body: bytes, secret: str) -> bool:
@@ -378,34 +394,51 @@ async def test_two_dispatchers_deliver_each_event_exactly_once(
 async def test_a_dead_dispatchers_lease_is_taken_over_only_after_it_expires(
     client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
 ) -> None:
+    """A real dispatcher claims the event, with the service's own lease, and dies while its
+    webhook call is on the way: another takes the event over once that lease has run out, and
+    not a moment before."""
     _, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
-    clock = Clock()
+    [event] = await documents(app, "events", paymentId=payment["paymentId"])
+    # Whole seconds (the store keeps milliseconds), once the event is due.
+    claimed_at = (event["nextAttemptAt"] + timedelta(seconds=1)).replace(microsecond=0)
+    clock = Clock(claimed_at)
+    lease = timedelta(seconds=events_service.LEASE_SECONDS)
+    assert lease < timedelta(seconds=20)  # the contract: a dead holder's work taken over in 20 s
     db = app.state.services.database
-    held = await events_model.claim_due(
-        db, "worker-a", clock.now, clock.now + timedelta(seconds=60)
-    )
-    assert held is not None
-    assert held.payment_id == payment["paymentId"]
-    assert held.locked_until is not None
+    held_webhooks = HeldWebhooks()
+    async with httpx.AsyncClient(transport=held_webhooks) as held_client:
+        holder = dispatcher_for(app, clock, worker_id="worker-a", webhooks=held_client)
+        delivering = asyncio.create_task(holder.run_once())
+        arrived = asyncio.ensure_future(held_webhooks.arrived.wait())
+        await asyncio.wait({delivering, arrived}, return_when=asyncio.FIRST_COMPLETED)
+        assert arrived.done(), "the first dispatcher never got as far as the webhook"
+        delivering.cancel()  # it dies mid-way, its attempt unrecorded and its lease left behind
+        with pytest.raises(asyncio.CancelledError):
+            await delivering
+    left = await events_model.find_by_id(db, event["_id"])  # the service's lease, as left
+    assert left is not None
+    assert (left.locked_by, left.locked_until) == ("worker-a", claimed_at + lease)
+    assert [e["id"] for e in await stream_entries(app)] == [event["_id"]]  # published, once
     survivor = dispatcher_for(app, clock, worker_id="worker-b")
 
     assert await survivor.run_once() == 0
-    clock.now = held.locked_until - timedelta(seconds=1)
+    clock.now = claimed_at + lease - timedelta(milliseconds=1)
     assert await survivor.run_once() == 0
     assert receiver.connections == 0
-    assert await stream_entries(app) == []
 
-    clock.now = held.locked_until + timedelta(seconds=1)
+    clock.now = claimed_at + lease + timedelta(milliseconds=1)
     assert await survivor.run_once() == 1
-    assert receiver.ids() == [held.id]
-    assert [e["id"] for e in await stream_entries(app)] == [held.id]
-    after = await events_model.find_by_id(db, held.id)
+    assert receiver.ids() == [event["_id"]]
+    assert [e["id"] for e in await stream_entries(app)] == [event["_id"]]  # not published again
+    after = await events_model.find_by_id(db, event["_id"])
     assert after is not None
     assert after.status == "delivered"
     assert after.locked_by is None
+    [delivery] = after.deliveries
+    assert len(delivery.attempts) == 1  # the dead worker's attempt was never recorded
     # The dead worker's late write cannot undo the new holder's work.
     assert not await events_model.update_leased(
-        db, held.id, "worker-a", {"$set": {"status": "pending"}}
+        db, event["_id"], "worker-a", {"$set": {"status": "pending"}}
     )
 
 

@@ -17,6 +17,7 @@ from tests.fixtures.apps import running
 from tests.fixtures.factories import create_merchant, register_user
 from tests.fixtures.payments import (
     PAYMENTS,
+    GatewayGate,
     documents,
     new_key,
     payment_body,
@@ -275,39 +276,43 @@ async def test_key_of_a_request_to_an_unknown_merchant_can_be_used_again(
 # --- in flight ------------------------------------------------------------------------------
 
 
-async def wait_until_charging(app: FastAPI) -> None:
-    """Return once the first request has reached the sandbox (so it holds the key)."""
-    ledger = app.state.sandbox.state.ledger
-    for _ in range(2_000):
-        if ledger.charge_attempts:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the first request never reached the gateway")
-
-
 async def test_same_key_while_the_first_is_in_flight_is_409_with_retry_after(
-    make_settings: Callable[..., Settings],
+    client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    async with running(make_settings(gateway_timeout_seconds=0.5)) as (app, client):
-        user, merchant = await user_and_merchant(client)
-        key = new_key()
-        body = payment_body(merchant.merchant_id, 10_408)
-        first = asyncio.create_task(post_payment(client, user, body, key))
-        await wait_until_charging(app)
+    user, merchant = await user_and_merchant(client)
+    key = new_key()
+    body = payment_body(merchant.merchant_id, 10_000)
+    gate = GatewayGate(app)  # the first request waits at the gateway until the gate opens
+    first = await gate.catch(post_payment(client, user, body, key))
+    gate.arrived.clear()  # set again only if another request reaches the gateway
+    sent = asyncio.ensure_future(post_payment(client, user, body, key))
+    reached = asyncio.ensure_future(gate.arrived.wait())
+    try:
+        done, _ = await asyncio.wait({sent, reached}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        reached.cancel()
+        gate.open()
+        first_response, second = await asyncio.gather(first, sent)
 
-        second = await post_payment(client, user, body, key)
-        first_response = await first
+    assert sent in done, f"the second request went on to the gateway: {second.text}"
+    assert second.status_code == 409, second.text
+    assert second.json()["error"] == "IDEMPOTENCY_KEY_IN_USE"
+    assert int(second.headers["Retry-After"]) >= 1
+    assert "Idempotent-Replayed" not in second.headers
+    assert gate.calls == 1  # the second never reached the gateway
+    assert first_response.status_code == 201, first_response.text
+    paid = first_response.json()["payment"]
+    assert paid["status"] == "completed"
+    assert len(await payments_of(app, user.user_id)) == 1
+    assert charges_made(app) == 1
 
-        assert second.status_code == 409, second.text
-        assert second.json()["error"] == "IDEMPOTENCY_KEY_IN_USE"
-        assert int(second.headers["Retry-After"]) >= 1
-        assert first_response.status_code == 202, first_response.text
-        assert len(await payments_of(app, user.user_id)) == 1
-        assert charges_made(app) == 1
-
-        after = await post_payment(client, user, body, key)
-        replay = assert_replay(after)
-        assert replay["payment"]["paymentId"] == first_response.json()["payment"]["paymentId"]
+    after = await post_payment(client, user, body, key)
+    replay = assert_replay(after)
+    assert replay["message"] == REPLAY_MESSAGE
+    assert replay["payment"]["paymentId"] == paid["paymentId"]
+    assert replay["payment"]["status"] == "completed"
+    assert gate.calls == 1
+    assert charges_made(app) == 1
 
 
 # --- Redis forgets --------------------------------------------------------------------------

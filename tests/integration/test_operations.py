@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from motor.motor_asyncio import AsyncIOMotorClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -30,6 +32,25 @@ async def redis_unreachable(app: FastAPI, client: httpx.AsyncClient) -> AsyncIte
     finally:
         services.redis = original
         await dead.aclose()
+
+
+@pytest.fixture
+async def mongodb_unreachable(app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[None]:
+    """After start-up, the app's MongoDB client points at a port where nothing answers (and
+    gives up choosing a server after 0.5 s, inside the readiness check's own timeout)."""
+    database = app.state.services.database
+    original_client, original_db = database.client, database.db
+    dead: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        f"mongodb://127.0.0.1:{free_port()}/",
+        serverSelectionTimeoutMS=500,
+        connectTimeoutMS=500,
+    )
+    database.client, database.db = dead, dead[original_db.name]
+    try:
+        yield
+    finally:
+        database.client, database.db = original_client, original_db
+        dead.close()
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -70,11 +91,17 @@ async def test_health_timestamp_is_utc_iso_8601_with_z(client: httpx.AsyncClient
     assert parsed.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
 
 
-@pytest.mark.usefixtures("redis_unreachable")
+@pytest.mark.usefixtures("mongodb_unreachable", "redis_unreachable")
 async def test_health_touches_no_dependency(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.json()["status"] == "healthy"
+    # Both really are cut off: the readiness check, which does touch them, says so.
+    readiness = await client.get("/ready")
+    assert readiness.status_code == 503
+    checks = readiness.json()["checks"]
+    assert checks["mongodb"] != "ok"
+    assert checks["redis"] != "ok"
 
 
 async def test_ready_when_dependencies_answer(client: httpx.AsyncClient) -> None:
@@ -91,6 +118,16 @@ async def test_not_ready_names_redis_when_it_is_unreachable(client: httpx.AsyncC
     assert body["status"] == "not_ready"
     assert body["checks"]["mongodb"] == "ok"
     assert body["checks"]["redis"] != "ok"
+
+
+@pytest.mark.usefixtures("mongodb_unreachable")
+async def test_not_ready_names_mongodb_when_it_is_unreachable(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["redis"] == "ok"
+    assert body["checks"]["mongodb"] in ("error", "timeout")
 
 
 async def test_ready_again_once_redis_is_back(app: FastAPI, client: httpx.AsyncClient) -> None:

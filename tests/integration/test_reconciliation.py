@@ -15,11 +15,12 @@ import pytest
 from fastapi import FastAPI
 
 from payments_api.config.settings import Settings
-from payments_api.models import payment as payments_model
 from payments_api.models.refund import Refund
+from payments_api.services import reconciliation as reconciliation_service
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from tests.fixtures.payments import (
+    GatewayGate,
     _wrap_sandbox,
     assert_money_agrees,
     cancel,
@@ -196,11 +197,14 @@ async def test_payment_the_gateway_never_charged_fails_and_releases_its_hold(
 
     settled = await read(client, shop.user.headers, payment.id)
     assert settled["status"] == "failed"
-    assert settled["failureCode"]
+    # Only a confirmed reversal fails it, and then with the contract's code: never a decline.
+    assert settled["failureCode"] == "NOT_CHARGED"
+    assert settled["failureMessage"]
     assert await ledger_of(app, payment.id) == []
     [event] = await documents(app, "events", paymentId=payment.id)
     assert event["type"] == "payment.failed"
     assert event["data"]["payment"]["status"] == "failed"
+    assert event["data"]["payment"]["failureCode"] == "NOT_CHARGED"
     holds = await daily_holds(app, shop)
     assert holds["spent"] == 0
     assert payment.id not in holds["holds"]
@@ -272,30 +276,50 @@ async def test_two_reconcilers_at_once_settle_once_and_ask_the_gateway_once(
 async def test_a_dead_reconcilers_lease_is_taken_over_only_after_it_expires(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
+    """A real reconciler claims the payment, with the service's own lease, and dies while it
+    waits on the gateway: another takes the payment over once that lease has run out, and
+    not a moment before."""
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, 11_000)
     await charged_at_gateway(app, payment)
-    clock = Clock(payment.updated_at + reconcile_after(app))
-    held = await payments_model.claim_stale(
-        app.state.services.database,
-        {"status": "pending"},
-        older_than=clock.now - reconcile_after(app),
-        worker_id="reconciler-a",
-        now=clock.now,
-        lease_until=clock.now + timedelta(seconds=30),
+    # Whole seconds (the store keeps milliseconds), late enough for the payment to be stale.
+    claimed_at = (payment.updated_at + reconcile_after(app) + timedelta(seconds=1)).replace(
+        microsecond=0
     )
-    assert held is not None
-    assert held.id == payment.id
+    clock = Clock(claimed_at)
+    lease = timedelta(seconds=reconciliation_service.LEASE_SECONDS)
+    assert lease < timedelta(seconds=20)  # the contract: a dead holder's work taken over in 20 s
+    gate = GatewayGate(app)  # holds the first reconciler's lookup at the gateway
+    holder = asyncio.create_task(reconciler_for(app, clock, "reconciler-a").run_once())
+    arrived = asyncio.ensure_future(gate.arrived.wait())
+    await asyncio.wait({holder, arrived}, return_when=asyncio.FIRST_COMPLETED)
+    assert arrived.done(), "the first reconciler never asked the gateway"
+    holder.cancel()  # it dies mid-way, its lookup unanswered and its lease left behind
+    with pytest.raises(asyncio.CancelledError):
+        await holder
+    left = await stored_payment(app, payment.id)  # the service's lease, as a dead holder left it
+    assert (left["reconcileLockedBy"], left["reconcileLockedUntil"]) == (
+        "reconciler-a",
+        claimed_at + lease,
+    )
+    gate.open()
     survivor = reconciler_for(app, clock, "reconciler-b")
 
-    clock.now += timedelta(seconds=29)
     assert await survivor.run_once() == 0
+    clock.now = claimed_at + lease - timedelta(milliseconds=1)
+    assert await survivor.run_once() == 0
+    assert gate.calls == 1  # the survivor never asked the gateway while the lease stood
     assert (await stored_payment(app, payment.id))["status"] == "pending"
 
-    clock.now += timedelta(seconds=2)
+    clock.now = claimed_at + lease + timedelta(milliseconds=1)
     assert await survivor.run_once() == 1
-    assert (await stored_payment(app, payment.id))["status"] == "completed"
+    after = await stored_payment(app, payment.id)
+    assert after["status"] == "completed"
+    assert after["reconcileLockedBy"] == "reconciler-b"
+    assert gate.calls == 2
     assert len(await ledger_of(app, payment.id)) == 1
+    assert await stored_event_types(app, payment.id) == ["payment.completed"]
+    assert sandbox(app).charges_made == 1
 
 
 # --- refunds and cancels left half-done ------------------------------------------------------

@@ -258,12 +258,28 @@ async def test_register_accepts_passwords_at_the_length_bounds(
     assert await token_for(client, email, password)
 
 
-async def test_rejected_registration_stores_nothing(client: httpx.AsyncClient) -> None:
-    await client.post("/api/v1/users", json=new_user_body("retry@example.com", password="short"))
+async def test_rejected_registration_stores_nothing(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    rejected = await client.post(
+        "/api/v1/users", json=new_user_body("retry@example.com", password="short")
+    )
+
+    assert rejected.status_code == 422, rejected.text
+    assert rejected.json()["error"] == "VALIDATION_ERROR"
+    assert detail_fields(rejected) == {"password"}
+    users = app.state.services.database["users"]
+    assert await users.count_documents({"email": "retry@example.com"}) == 0
 
     response = await client.post("/api/v1/users", json=new_user_body("retry@example.com"))
 
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["success"] is True
+    assert set(body["user"]) == USER_FIELDS
+    assert body["user"]["email"] == "retry@example.com"
+    assert await users.count_documents({"email": "retry@example.com"}) == 1
+    assert await token_for(client, "retry@example.com", DEFAULT_PASSWORD)
 
 
 # --- the profile ----------------------------------------------------------------------------

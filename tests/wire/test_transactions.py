@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from payments_api.config.constants import EventType, PaymentStatus
-from payments_api.config.database import Database
+from payments_api.config.database import Database, describe_uri
 from payments_api.config.settings import Settings
 from payments_api.models import event as events
 from payments_api.models import ledger
@@ -41,10 +41,28 @@ NX_EMBEDDED_PUSH = (
 
 @pytest.fixture
 def transactional(wire_server: WireServer, wire_services: Services) -> Database:
-    """The started app's database, on a server that runs transactions (else the test skips)."""
+    """The started app's database, running its steps in transactions.
+
+    The nx-27017 started for the tier runs transactions, so there the app always runs with
+    `on`: if it ever does not (an nx-27017 that stopped running them, a probe that stopped
+    seeing it), these tests fail saying so instead of skipping, since a silent skip would
+    leave the tier testing no transaction at all. Only a `MONGODB_TEST_URI` that truly runs
+    none (a standalone mongod) is a server these tests do not apply to: they skip there, with
+    the server (without credentials) in the reason."""
     if not wire_server.transactions:
-        pytest.skip("this MongoDB runs no transactions (the app runs with `off`)")
-    return wire_services.database
+        server = describe_uri(wire_server.uri)
+        if wire_server.nx:
+            pytest.fail(
+                f"the tier's own nx-27017 at {server} runs no transactions: "
+                "it always has, so the server or the probe of tests/wire/conftest.py changed"
+            )
+        pytest.skip(
+            f"MONGODB_TEST_URI={server} runs no transactions (a standalone mongod?): "
+            "use a replica set to run these tests"
+        )
+    database = wire_services.database
+    assert database.supports_transactions is True, "the app does not run its steps in them"
+    return database
 
 
 def _xfail_on_nx(wire_server: WireServer, request: pytest.FixtureRequest) -> None:
