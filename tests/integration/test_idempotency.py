@@ -276,6 +276,7 @@ async def test_key_of_a_request_to_an_unknown_merchant_can_be_used_again(
 # --- in flight ------------------------------------------------------------------------------
 
 
+@pytest.mark.race
 async def test_same_key_while_the_first_is_in_flight_is_409_with_retry_after(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

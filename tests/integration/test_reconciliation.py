@@ -33,6 +33,7 @@ from tests.fixtures.payments import (
     pay,
     read,
     refund,
+    sandbox_ledger,
     slow_gateway,
     stats_of,
     stored_event_types,
@@ -115,10 +116,6 @@ class LostAnswers:
         _wrap_sandbox(app, wrapper)
 
 
-def sandbox(app: FastAPI) -> Any:
-    return app.state.sandbox.state.ledger
-
-
 # --- pending payments ------------------------------------------------------------------------
 
 
@@ -144,7 +141,7 @@ async def test_timed_out_payment_is_completed_only_after_the_reconcile_delay(
 
     settled = await read(client, shop.user.headers, payment_id)
     assert settled["status"] == "completed"
-    assert settled["transactionId"] == sandbox(app).charges[payment_id].transaction_id
+    assert settled["transactionId"] == sandbox_ledger(app).charges[payment_id].transaction_id
     assert settled["completedAt"] is not None
     [record] = await ledger_of(app, payment_id)
     assert record["type"] == "payment"
@@ -152,7 +149,7 @@ async def test_timed_out_payment_is_completed_only_after_the_reconcile_delay(
     events = await documents(app, "events", paymentId=payment_id)
     assert [e["type"] for e in events] == ["payment.completed"]
     assert events[0]["data"]["payment"]["status"] == "completed"
-    assert sandbox(app).charges_made == 1  # asked, never charged again
+    assert sandbox_ledger(app).charges_made == 1  # asked, never charged again
     totals = await stats_of(client, shop.user)
     assert totals["totalTransactions"] == 1
     assert totals["totalAmount"] == 10_408
@@ -181,7 +178,7 @@ async def test_payment_approved_before_the_process_died_is_completed(
     totals = await stats_of(client, shop.user)
     assert (totals["totalTransactions"], totals["totalAmount"]) == (1, 12_000)
     assert totals["todaySpent"] == 12_000
-    assert sandbox(app).charges_made == 1
+    assert sandbox_ledger(app).charges_made == 1
     await assert_money_agrees(app, settled)
 
 
@@ -211,9 +208,9 @@ async def test_payment_the_gateway_never_charged_fails_and_releases_its_hold(
     totals = await stats_of(client, shop.user)
     assert (totals["todaySpent"], totals["totalTransactions"]) == (0, 0)
     # Reconciliation asks, then reverses (so the charge can never land); it never charges.
-    assert sandbox(app).charges[payment.id].status == "reversed"
-    assert sandbox(app).charges_made == 0
-    assert payment.id not in sandbox(app).charge_attempts
+    assert sandbox_ledger(app).charges[payment.id].status == "reversed"
+    assert sandbox_ledger(app).charges_made == 0
+    assert payment.id not in sandbox_ledger(app).charge_attempts
 
 
 async def test_payment_the_gateway_declined_fails(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -319,7 +316,7 @@ async def test_a_dead_reconcilers_lease_is_taken_over_only_after_it_expires(
     assert gate.calls == 2
     assert len(await ledger_of(app, payment.id)) == 1
     assert await stored_event_types(app, payment.id) == ["payment.completed"]
-    assert sandbox(app).charges_made == 1
+    assert sandbox_ledger(app).charges_made == 1
 
 
 # --- refunds and cancels left half-done ------------------------------------------------------
@@ -364,7 +361,7 @@ async def test_half_done_refund_is_finished_by_reconciliation(
     assert event["data"]["payment"]["status"] == "partially_refunded"
     [stored_refund] = await documents(app, "refunds", _id=refund_id)
     assert stored_refund["status"] == "succeeded"
-    assert sandbox(app).charges[payment_id].refunds == {refund_id: 4_000}
+    assert sandbox_ledger(app).charges[payment_id].refunds == {refund_id: 4_000}
     await assert_money_agrees(app, settled)
 
     clock.now += reconcile_after(app) * 2
@@ -382,7 +379,7 @@ async def test_half_done_cancel_is_finished_by_reconciliation(
     response = await cancel(client, shop.user, payment_id)
     assert response.status_code == 503, response.text
     lossy.on = False
-    assert sandbox(app).charges[payment_id].status == "cancelled"
+    assert sandbox_ledger(app).charges[payment_id].status == "cancelled"
     changed = await last_change(app, payment_id)
 
     reconciler = reconciler_for(app, Clock(changed + reconcile_after(app)))
@@ -422,7 +419,7 @@ async def test_refund_that_never_reserved_its_amount_is_marked_failed(
     after = await read(client, shop.user.headers, paid["paymentId"])
     assert (after["status"], after["refundedAmount"]) == ("completed", 0)
     assert await events_of(app, paid["paymentId"], "payment.refunded") == []
-    assert orphan.id not in sandbox(app).charges[paid["paymentId"]].refunds
+    assert orphan.id not in sandbox_ledger(app).charges[paid["paymentId"]].refunds
 
 
 # --- metrics ---------------------------------------------------------------------------------
