@@ -85,7 +85,7 @@ def race_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         )
         gap = request.node.get_closest_marker("nx_gap")
         if backend.on_nx and gap is not None:
-            reason = "; ".join(str(kind.__doc__).split("\n")[0] for kind in gap.args)
+            reason = "; ".join(" ".join(str(kind.__doc__).split()) for kind in gap.args)
             request.applymarker(pytest.mark.xfail(reason=reason, raises=gap.args, strict=True))
         NX_ANSWERS.clear()
     else:

@@ -34,6 +34,7 @@ from tests.fixtures.payments import (
     pay,
     refund,
 )
+from tests.fixtures.races import killed_once_there
 from tests.fixtures.servers import Receiver
 
 EVENTS = "/api/v1/events"
@@ -408,13 +409,8 @@ async def test_a_dead_dispatchers_lease_is_taken_over_only_after_it_expires(
     held_webhooks = HeldWebhooks()
     async with httpx.AsyncClient(transport=held_webhooks) as held_client:
         holder = dispatcher_for(app, clock, worker_id="worker-a", webhooks=held_client)
-        delivering = asyncio.create_task(holder.run_once())
-        arrived = asyncio.ensure_future(held_webhooks.arrived.wait())
-        await asyncio.wait({delivering, arrived}, return_when=asyncio.FIRST_COMPLETED)
-        assert arrived.done(), "the first dispatcher never got as far as the webhook"
-        delivering.cancel()  # it dies mid-way, its attempt unrecorded and its lease left behind
-        with pytest.raises(asyncio.CancelledError):
-            await delivering
+        # It dies mid-way, its attempt unrecorded and its lease left behind.
+        await killed_once_there(holder.run_once(), held_webhooks.arrived, "the first dispatcher")
     left = await events_model.find_by_id(db, event["_id"])  # the service's lease, as left
     assert left is not None
     assert (left.locked_by, left.locked_until) == ("worker-a", claimed_at + lease)

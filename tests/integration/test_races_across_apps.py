@@ -30,7 +30,7 @@ from tests.fixtures.payments import (
     stats_of,
     user_and_merchant,
 )
-from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap
+from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap, race_in_order
 from tests.fixtures.reconciliation import (
     Clock,
     abandoned_payment,
@@ -119,13 +119,18 @@ async def test_a_cancel_on_one_app_and_a_refund_on_the_other_have_one_winner(
     shop, payment = await open_shop_and_pay(client, 10_000)
     payment_id = payment["paymentId"]
     slow_gateway(app)
-    cancelling = cancel(client, shop.user, payment_id, "Racing a refund")
-    refunding = refund(other, shop.merchant.headers, payment_id, 3_000, "Racing a cancel")
 
-    if first == "cancel":
-        cancelled, refunded = await asyncio.gather(cancelling, refunding)
-    else:
-        refunded, cancelled = await asyncio.gather(refunding, cancelling)
+    answers = await race_in_order(
+        first,
+        {
+            "cancel": lambda: cancel(client, shop.user, payment_id, "Racing a refund"),
+            "refund": lambda: refund(
+                other, shop.merchant.headers, payment_id, 3_000, "Racing a cancel"
+            ),
+        },
+    )
+
+    cancelled, refunded = answers["cancel"], answers["refund"]
 
     assert (cancelled.status_code == 200) != (refunded.status_code == 200), (
         cancelled.text,

@@ -38,6 +38,7 @@ from tests.fixtures.payments import (
     stats_of,
     stored_event_types,
 )
+from tests.fixtures.races import killed_once_there
 from tests.fixtures.reconciliation import (
     Clock,
     abandoned_payment,
@@ -287,13 +288,9 @@ async def test_a_dead_reconcilers_lease_is_taken_over_only_after_it_expires(
     lease = timedelta(seconds=reconciliation_service.LEASE_SECONDS)
     assert lease < timedelta(seconds=20)  # the contract: a dead holder's work taken over in 20 s
     gate = GatewayGate(app)  # holds the first reconciler's lookup at the gateway
-    holder = asyncio.create_task(reconciler_for(app, clock, "reconciler-a").run_once())
-    arrived = asyncio.ensure_future(gate.arrived.wait())
-    await asyncio.wait({holder, arrived}, return_when=asyncio.FIRST_COMPLETED)
-    assert arrived.done(), "the first reconciler never asked the gateway"
-    holder.cancel()  # it dies mid-way, its lookup unanswered and its lease left behind
-    with pytest.raises(asyncio.CancelledError):
-        await holder
+    # It dies mid-way, its lookup unanswered and its lease left behind.
+    holder = reconciler_for(app, clock, "reconciler-a")
+    await killed_once_there(holder.run_once(), gate.arrived, "the first reconciler")
     left = await stored_payment(app, payment.id)  # the service's lease, as a dead holder left it
     assert (left["reconcileLockedBy"], left["reconcileLockedUntil"]) == (
         "reconciler-a",

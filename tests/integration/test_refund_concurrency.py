@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +31,7 @@ from tests.fixtures.payments import (
     succeeded_refunds,
     with_idempotency_key,
 )
-from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap
+from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap, race_in_order
 
 pytestmark = [pytest.mark.race, nx_gap(PushedSubdocumentStoredAsString)]
 
@@ -138,17 +137,17 @@ async def test_a_cancel_racing_a_refund_has_exactly_one_winner(
     shop, payment = await open_shop_and_pay(client, 10_000)
     payment_id = payment["paymentId"]
 
-    def cancelling() -> Any:
-        return cancel(client, shop.user, payment_id, "Racing a refund")
-
-    def refunding() -> Any:
-        return refund(client, shop.merchant.headers, payment_id, refund_amount, "Racing a cancel")
-
     slow_gateway(app)
-    if first == "cancel":
-        cancelled, refunded = await asyncio.gather(cancelling(), refunding())
-    else:
-        refunded, cancelled = await asyncio.gather(refunding(), cancelling())
+    answers = await race_in_order(
+        first,
+        {
+            "cancel": lambda: cancel(client, shop.user, payment_id, "Racing a refund"),
+            "refund": lambda: refund(
+                client, shop.merchant.headers, payment_id, refund_amount, "Racing a cancel"
+            ),
+        },
+    )
+    cancelled, refunded = answers["cancel"], answers["refund"]
 
     assert (cancelled.status_code == 200) != (refunded.status_code == 200), (
         cancelled.text,

@@ -9,7 +9,6 @@ interleaving stand-in and the wire), in both orders."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from tests.fixtures.payments import (
     stats_of,
     stored_event_types,
 )
+from tests.fixtures.races import race_in_order
 from tests.fixtures.reconciliation import (
     Clock,
     abandoned_payment,
@@ -137,16 +137,22 @@ class Died(Exception):
     """The process stopped here."""
 
 
-def dies_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
+def dies_once(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, *, after: bool = False
+) -> None:
+    """The process stops at the first call of `module.name`: before it takes effect, or just
+    `after`."""
     original = getattr(module, name)
     died = False
 
     async def dying(*args: Any, **kwargs: Any) -> Any:
         nonlocal died
-        if not died:
-            died = True
-            raise Died(name)
-        return await original(*args, **kwargs)
+        if died:
+            return await original(*args, **kwargs)
+        died = True
+        if after:
+            await original(*args, **kwargs)
+        raise Died(name)
 
     monkeypatch.setattr(module, name, dying)
 
@@ -182,22 +188,6 @@ async def test_a_completion_that_died_before_publishing_its_event_is_finished_on
     assert (totals["totalTransactions"], totals["totalAmount"]) == (1, AMOUNT)
 
 
-def dies_after_once(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
-    """The first call of `module.name` takes effect, then the process stops."""
-    original = getattr(module, name)
-    died = False
-
-    async def dying(*args: Any, **kwargs: Any) -> Any:
-        nonlocal died
-        result = await original(*args, **kwargs)
-        if not died:
-            died = True
-            raise Died(name)
-        return result
-
-    monkeypatch.setattr(module, name, dying)
-
-
 async def test_a_completion_that_died_right_after_its_compare_and_set_keeps_its_record(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,7 +196,7 @@ async def test_a_completion_that_died_right_after_its_compare_and_set_keeps_its_
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, AMOUNT)
     services = app.state.services
-    dies_after_once(monkeypatch, payments_model, "update_where")
+    dies_once(monkeypatch, payments_model, "update_where", after=True)
     with pytest.raises(Died):
         await services.settlement.complete(payment, "gtx_cut_short")
 
@@ -320,12 +310,11 @@ async def test_a_completion_and_a_failure_racing_freely_settle_once(
         "completion": lambda: settlement.complete(payment, "gtx_racing"),
         "failure": lambda: settlement.fail(payment, "NOT_CHARGED", "Reversed at the gateway"),
     }
-    second = "failure" if first == "completion" else "completion"
 
-    results = await asyncio.gather(steps[first](), steps[second]())
+    results = await race_in_order(first, steps)
 
-    winner = results[0].status
-    assert [result.status for result in results] == [winner, winner]  # both tell the winner
+    winner = results["completion"].status
+    assert results["failure"].status == winner  # both tell the winner
     await assert_settled_once(client, app, shop, payment, winner)
 
 
@@ -344,8 +333,7 @@ async def test_a_late_answer_racing_the_reconciler_settles_once(
         "request": lambda: app.state.services.settlement.settle(payment, answer),
         "reconciler": reconciler.run_once,
     }
-    second = "reconciler" if first == "request" else "request"
 
-    await asyncio.gather(steps[first](), steps[second]())
+    await race_in_order(first, steps)
 
     await assert_settled_once(client, app, shop, payment, "completed")
