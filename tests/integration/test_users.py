@@ -118,11 +118,13 @@ async def test_register_stores_an_argon2id_hash_not_the_password(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     response = await client.post("/api/v1/users", json=new_user_body("hashed@example.com"))
+    assert response.status_code == 201, response.text
     user_id = response.json()["user"]["userId"]
 
     stored = await app.state.services.database["users"].find_one({"_id": user_id})
     assert stored["passwordHash"].startswith("$argon2id$")
     assert DEFAULT_PASSWORD not in str(stored)
+    assert "passwordHash" not in response.text  # never in an answer either
 
 
 async def test_new_user_daily_limit_follows_the_setting(
