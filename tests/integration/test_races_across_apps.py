@@ -17,7 +17,7 @@ from payments_api.config.settings import Settings
 from tests.fixtures.apps import running
 from tests.fixtures.payments import (
     assert_money_agrees,
-    cancel,
+    cancel_racing_refund,
     documents,
     new_key,
     open_shop_and_pay,
@@ -30,7 +30,7 @@ from tests.fixtures.payments import (
     stats_of,
     user_and_merchant,
 )
-from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap, race_in_order
+from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap
 from tests.fixtures.reconciliation import (
     Clock,
     abandoned_payment,
@@ -118,26 +118,11 @@ async def test_a_cancel_on_one_app_and_a_refund_on_the_other_have_one_winner(
     _, other = twin
     shop, payment = await open_shop_and_pay(client, 10_000)
     payment_id = payment["paymentId"]
-    slow_gateway(app)
 
-    answers = await race_in_order(
-        first,
-        {
-            "cancel": lambda: cancel(client, shop.user, payment_id, "Racing a refund"),
-            "refund": lambda: refund(
-                other, shop.merchant.headers, payment_id, 3_000, "Racing a cancel"
-            ),
-        },
+    cancelled, _ = await cancel_racing_refund(
+        app, shop, payment_id, first, cancel_via=client, refund_via=other, refund_amount=3_000
     )
 
-    cancelled, refunded = answers["cancel"], answers["refund"]
-
-    assert (cancelled.status_code == 200) != (refunded.status_code == 200), (
-        cancelled.text,
-        refunded.text,
-    )
-    gateway = sandbox_ledger(app)
-    assert gateway.refund_requests + gateway.cancel_requests == 1  # the loser never asked
     current = await read(other, shop.user.headers, payment_id)
     assert current["status"] == (
         "cancelled" if cancelled.status_code == 200 else "partially_refunded"

@@ -17,6 +17,7 @@ from tests.fixtures.payments import (
     GatewayGate,
     assert_money_agrees,
     cancel,
+    cancel_racing_refund,
     documents,
     events_of,
     ledger_net,
@@ -31,7 +32,7 @@ from tests.fixtures.payments import (
     succeeded_refunds,
     with_idempotency_key,
 )
-from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap, race_in_order
+from tests.fixtures.races import PushedSubdocumentStoredAsString, nx_gap
 
 pytestmark = [pytest.mark.race, nx_gap(PushedSubdocumentStoredAsString)]
 
@@ -137,24 +138,16 @@ async def test_a_cancel_racing_a_refund_has_exactly_one_winner(
     shop, payment = await open_shop_and_pay(client, 10_000)
     payment_id = payment["paymentId"]
 
-    slow_gateway(app)
-    answers = await race_in_order(
+    cancelled, refunded = await cancel_racing_refund(
+        app,
+        shop,
+        payment_id,
         first,
-        {
-            "cancel": lambda: cancel(client, shop.user, payment_id, "Racing a refund"),
-            "refund": lambda: refund(
-                client, shop.merchant.headers, payment_id, refund_amount, "Racing a cancel"
-            ),
-        },
+        cancel_via=client,
+        refund_via=client,
+        refund_amount=refund_amount,
     )
-    cancelled, refunded = answers["cancel"], answers["refund"]
 
-    assert (cancelled.status_code == 200) != (refunded.status_code == 200), (
-        cancelled.text,
-        refunded.text,
-    )
-    gateway = sandbox_ledger(app)
-    assert gateway.refund_requests + gateway.cancel_requests == 1  # the loser never asked
     current = await read(client, shop.user.headers, payment_id)
     ledger_types = Counter(r["type"] for r in await ledger_of(app, payment_id))
     if cancelled.status_code == 200:
