@@ -79,7 +79,6 @@ def dispatcher(app: FastAPI, worker_id: str) -> EventDispatcher:
     )
 
 
-@pytest.mark.race
 async def test_an_event_lease_is_renewed_while_its_delivery_runs_so_no_one_else_takes_it(
     client: httpx.AsyncClient,
     app: FastAPI,
@@ -137,7 +136,6 @@ async def left_pending(app: FastAPI, client: httpx.AsyncClient) -> str:
     return payment_id
 
 
-@pytest.mark.race
 async def test_a_reconciliation_lease_is_renewed_while_its_payment_is_handled_then_left(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
