@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 
 from payments_api import __version__
 from payments_api.config.settings import Settings
-from payments_api.controllers.payments import read_prefetch_key
+from payments_api.controllers.cached_read import read_prefetch_key
 from payments_api.errors import StartupError
 from payments_api.middleware.body_limit import BodyLimitMiddleware
 from payments_api.middleware.compression import CompressionMiddleware

@@ -1,9 +1,12 @@
 """The one error hierarchy. Raised anywhere, turned into the contract's error body in
-`middleware/errors.py` only.
+`middleware/errors.py` only, and described per route in the OpenAPI by `schemas/errors.py`.
 
-Each class fixes an HTTP status and a default code; the code can be narrowed per raise
-(`NotFoundError("PAYMENT_NOT_FOUND", "Payment not found")`). `extra` holds the additional
-body fields the contract names (`remainingToday`, `availableAmount`, `payment`, ...).
+The classes here fix an HTTP status each. A domain error is a named subclass living beside
+the service that raises it (`services/refunds.py: class RefundExceedsAvailable(...)`); it fixes
+its code and message and carries the body fields the contract names for it (`body_fields`,
+filled in `extra`), so that a service speaks of refunds and payments, never of statuses.
+The edge errors that any route can answer (a body that is not JSON, too large, invalid; a
+missing credential; the rate limit) are named here.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from typing import Any, ClassVar
 
 
 class AppError(Exception):
-    default_status: ClassVar[int] = 500
-    default_code: ClassVar[str] = "INTERNAL_ERROR"
-    default_message: ClassVar[str] = "An unexpected error occurred"
+    status_code: ClassVar[int] = 500
+    code: str = "INTERNAL_ERROR"
+    message: str = "An unexpected error occurred"
+    body_fields: ClassVar[tuple[str, ...]] = ()
+    """The fields besides `error`, `message` and `requestId` this error's body carries."""
+    retry_after_seconds: int | None = None
+    """When set, the answer says when to try again (a `Retry-After` header)."""
 
     def __init__(
         self,
@@ -23,59 +30,98 @@ class AppError(Exception):
         *,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        status: int | None = None,
     ) -> None:
-        self.status_code = status or self.default_status
-        self.code = code or self.default_code
-        self.message = message or self.default_message
+        if code is not None:
+            self.code = code
+        if message is not None:
+            self.message = message
         self.extra = extra or {}
         self.headers = headers or {}
         super().__init__(f"{self.code}: {self.message}")
 
 
 class BadRequestError(AppError):
-    default_status = 400
-    default_code = "BAD_REQUEST"
-    default_message = "The request is malformed"
+    status_code = 400
+    code = "BAD_REQUEST"
+    message = "The request is malformed"
 
 
 class UnauthorizedError(AppError):
-    default_status = 401
-    default_code = "UNAUTHORIZED"
-    default_message = "Authentication required"
+    status_code = 401
+    code = "UNAUTHORIZED"
+    message = "Authentication required"
 
     def __init__(self, code: str | None = None, message: str | None = None) -> None:
         super().__init__(code, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+class PaymentRequiredError(AppError):
+    """402: the payment itself was refused (declined by the issuer)."""
+
+    status_code = 402
+    code = "PAYMENT_REQUIRED"
+    message = "The payment was refused"
+
+
 class ForbiddenError(AppError):
-    default_status = 403
-    default_code = "FORBIDDEN"
-    default_message = "You are not allowed to do this"
+    status_code = 403
+    code = "FORBIDDEN"
+    message = "You are not allowed to do this"
 
 
 class NotFoundError(AppError):
-    default_status = 404
-    default_code = "NOT_FOUND"
-    default_message = "Not found"
+    status_code = 404
+    code = "NOT_FOUND"
+    message = "Not found"
 
 
 class ConflictError(AppError):
-    default_status = 409
-    default_code = "CONFLICT"
-    default_message = "The request conflicts with the current state"
+    status_code = 409
+    code = "CONFLICT"
+    message = "The request conflicts with the current state"
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    message = "The request body is too large"
 
 
 class UnprocessableError(AppError):
-    default_status = 422
-    default_code = "VALIDATION_ERROR"
-    default_message = "The request is invalid"
+    status_code = 422
+    code = "VALIDATION_ERROR"
+    message = "The request is invalid"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "TOO_MANY_REQUESTS"
+    message = "Too many requests, please try again later"
+    body_fields = ("retryAfter",)
 
 
 class ServiceUnavailableError(AppError):
-    default_status = 503
-    default_code = "SERVICE_UNAVAILABLE"
-    default_message = "The service is temporarily unavailable"
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    message = "The service is temporarily unavailable"
+
+
+class InvalidJson(BadRequestError):
+    code = "INVALID_JSON"
+    message = "The request body is not valid JSON"
+
+
+class ValidationFailed(UnprocessableError):
+    """A value of the request is invalid: `details` names each field and what is wrong."""
+
+    body_fields = ("details",)
+
+    def __init__(self, details: list[dict[str, str]]) -> None:
+        super().__init__(extra={"details": details})
+
+    @classmethod
+    def of_field(cls, field: str, message: str) -> ValidationFailed:
+        return cls([{"field": field, "message": message}])
 
 
 class StartupError(Exception):

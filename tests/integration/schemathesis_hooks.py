@@ -17,7 +17,7 @@ import schemathesis
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
 
-from payments_api.controllers.payments import optional_idempotency_key
+from payments_api.controllers.idempotency_keys import optional_idempotency_key
 from payments_api.errors import BadRequestError
 
 REJECTED_POSITIVE_DATA = "ST202"

@@ -259,7 +259,7 @@ async def test_head_of_a_cached_payment_is_answered_at_the_edge_like_its_get(
     first = await client.get(path, headers=shop.user.headers)  # fills the cache
     assert first.status_code == 200, first.text
     routed: list[str] = []
-    payments = app.state.services.payments
+    payments = app.state.services.payment_reads
     read_json = payments.read_json
 
     async def counting(*args: object, **kwargs: object) -> str:

@@ -24,7 +24,7 @@ from payments_api.errors import ConflictError
 from payments_api.services import events as events_service
 from payments_api.services import reconciliation as reconciliation_service
 from payments_api.services.events import EventDispatcher
-from payments_api.services.idempotency import Claim, IdempotencyService, StoredResult
+from payments_api.services.idempotency import IdempotencyService, KeyLock, StoredResult
 from payments_api.services.reconciliation import Reconciler
 from payments_api.utils.clock import utcnow
 from tests.fixtures.apps import running
@@ -197,7 +197,7 @@ async def taken_by_another(service: IdempotencyService, key: str) -> bool:
         claim = await service.begin("pay:usr_test", key, "fingerprint")
     except ConflictError:
         return True
-    assert isinstance(claim, Claim)
+    assert isinstance(claim, KeyLock)
     await service.abandon(claim)
     return False
 
@@ -206,12 +206,12 @@ async def test_an_idempotency_lock_outlives_its_ttl_while_the_request_runs(redis
     service = locks(redis)
     key = new_key()
     claim = await service.begin("pay:usr_test", key, "fingerprint")
-    assert isinstance(claim, Claim)
+    assert isinstance(claim, KeyLock)
 
     await asyncio.sleep(LEASE * 2.5)
     assert await taken_by_another(service, key)
 
-    await service.finish(claim, StoredResult("fingerprint", "pay_1", 201))
+    await service.finish(claim, StoredResult("fingerprint", "pay_1"))
     replay = await service.begin("pay:usr_test", key, "fingerprint")
     assert isinstance(replay, StoredResult)
     assert claim.renewal is not None
@@ -222,7 +222,7 @@ async def test_an_abandoned_lock_is_free_at_once_and_no_longer_renewed(redis: Re
     service = locks(redis)
     key = new_key()
     claim = await service.begin("pay:usr_test", key, "fingerprint")
-    assert isinstance(claim, Claim)
+    assert isinstance(claim, KeyLock)
     await service.abandon(claim)
     assert claim.renewal is not None
     assert not claim.renewal.running
@@ -235,7 +235,7 @@ async def test_a_lock_is_renewed_no_longer_than_its_longest_hold(redis: Redis) -
     service = locks(redis, max_hold_seconds=LEASE)
     key = new_key()
     claim = await service.begin("pay:usr_test", key, "fingerprint")
-    assert isinstance(claim, Claim)
+    assert isinstance(claim, KeyLock)
     assert await taken_by_another(service, key)
     assert await wait_for(lambda: claim.renewal is not None and not claim.renewal.running)
     await assert_freed(service, key)
@@ -247,11 +247,11 @@ async def test_the_lock_of_a_cancelled_request_is_no_longer_renewed(redis: Redis
     longest hold."""
     service = locks(redis, max_hold_seconds=3600)
     key = new_key()
-    claimed: list[Claim] = []
+    claimed: list[KeyLock] = []
 
     async def request() -> None:
         claim = await service.begin("pay:usr_test", key, "fingerprint")
-        assert isinstance(claim, Claim)
+        assert isinstance(claim, KeyLock)
         claimed.append(claim)
         await asyncio.sleep(3600)
 

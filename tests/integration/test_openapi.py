@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from payments_api.controllers.payments import optional_idempotency_key
+from payments_api.controllers.idempotency_keys import optional_idempotency_key
 from payments_api.errors import BadRequestError
 
 INT64_MAX = 2**63 - 1
@@ -258,7 +258,18 @@ async def test_every_api_route_declares_the_rate_limit_and_every_secured_one_401
     } == set()
 
 
-async def test_every_error_answer_is_described_as_the_contracts_error_body(
+def error_bodies(document: dict[str, Any], response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The body schemas one error answer is declared with (one per code)."""
+    schema = response["content"]["application/json"]["schema"]
+    return [resolve(document, option) for option in schema.get("anyOf", [schema])]
+
+
+def declared_codes(document: dict[str, Any], path: str, method: str, status: int) -> set[str]:
+    response = document["paths"][path][method]["responses"][str(status)]
+    return {body["properties"]["error"]["const"] for body in error_bodies(document, response)}
+
+
+async def test_every_error_answer_is_described_as_the_contracts_error_body_by_code(
     openapi: dict[str, Any],
 ) -> None:
     wrong = []
@@ -266,12 +277,58 @@ async def test_every_error_answer_is_described_as_the_contracts_error_body(
         for status, response in operation["responses"].items():
             if int(status) < 400 or name.startswith("GET /ready"):
                 continue
-            schema = response["content"]["application/json"]["schema"]
-            if schema != {"$ref": "#/components/schemas/ErrorBody"}:
-                wrong.append(f"{name} {status}")
+            for body in error_bodies(openapi, response):
+                required = set(body.get("required", []))
+                code = body.get("properties", {}).get("error", {}).get("const")
+                if not {"error", "message", "requestId"} <= required or not code:
+                    wrong.append(f"{name} {status} {body.get('title')}")
+                elif code not in response["description"]:
+                    wrong.append(f"{name} {status} {code} undescribed")
 
     assert wrong == []
     assert "HTTPValidationError" not in openapi["components"]["schemas"]
+
+
+async def test_payment_creation_names_each_error_code_under_its_status(
+    openapi: dict[str, Any],
+) -> None:
+    def codes(status: int) -> set[str]:
+        return declared_codes(openapi, "/api/v1/payments", "post", status)
+
+    assert codes(400) == {"INVALID_JSON", "MISSING_IDEMPOTENCY_KEY", "INVALID_IDEMPOTENCY_KEY"}
+    assert codes(402) == {"PAYMENT_DECLINED"}
+    assert codes(403) == {"FORBIDDEN", "USER_INACTIVE"}
+    assert codes(404) == {"MERCHANT_NOT_FOUND", "PAYMENT_NOT_FOUND"}
+    assert codes(409) == {"IDEMPOTENCY_KEY_IN_USE"}
+    assert codes(422) == {
+        "VALIDATION_ERROR",
+        "IDEMPOTENCY_KEY_REUSED",
+        "AMOUNT_TOO_LARGE",
+        "DAILY_LIMIT_EXCEEDED",
+    }
+    assert codes(503) == {"GATEWAY_UNAVAILABLE", "PAYMENT_NOT_PROCESSED", "SERVICE_UNAVAILABLE"}
+
+
+async def test_an_error_code_declares_the_fields_its_body_carries(
+    openapi: dict[str, Any],
+) -> None:
+    bodies = {
+        body["properties"]["error"]["const"]: body
+        for name, operation in operations(openapi)
+        for status, response in operation["responses"].items()
+        if int(status) >= 400 and not name.startswith("GET /ready")
+        for body in error_bodies(openapi, response)
+    }
+
+    declined = bodies["PAYMENT_DECLINED"]
+    assert "payment" in declined["required"]
+    assert resolve(openapi, declined["properties"]["payment"])["title"] == "PaymentOut"
+    assert bodies["REFUND_EXCEEDS_AVAILABLE"]["properties"]["availableAmount"]["type"] == "integer"
+    assert "availableAmount" in bodies["REFUND_EXCEEDS_AVAILABLE"]["required"]
+    assert "remainingToday" in bodies["DAILY_LIMIT_EXCEEDED"]["required"]
+    assert "maxAmount" in bodies["AMOUNT_TOO_LARGE"]["required"]
+    assert "details" in bodies["VALIDATION_ERROR"]["required"]
+    assert "retryAfter" in bodies["TOO_MANY_REQUESTS"]["required"]
 
 
 async def test_malformed_json_is_a_declared_400_on_every_route_with_a_body(

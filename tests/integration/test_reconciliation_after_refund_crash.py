@@ -32,8 +32,8 @@ async def test_a_refund_that_died_after_its_ledger_record_gets_its_status_and_ev
         services.database,
         services.gateway,
         services.settlement,
-        services.payments,
-        services.refunds,
+        services.cancellations,
+        services.refund_settlement,
         services.metrics,
         clock=lambda: later,
     )

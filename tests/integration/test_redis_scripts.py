@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from payments_api.config.redis import create_redis
 from payments_api.config.settings import Settings
-from payments_api.utils.cache import SET_IF_NEWER, LuaScript, split_versioned
+from payments_api.utils.cache import SET_IF_NEWER, LuaScript, versioned_payload
 
 
 async def test_a_script_is_loaded_again_after_the_server_forgets_it(settings: Settings) -> None:
@@ -24,8 +24,8 @@ async def test_a_versioned_entry_never_goes_back_to_an_older_version(settings: S
         set_if_newer = LuaScript(redis, SET_IF_NEWER)
         assert await set_if_newer(["entry"], [2, "second", 60_000]) == 1
         assert await set_if_newer(["entry"], [1, "first", 60_000]) == 0
-        assert split_versioned(await redis.get("entry")) == "second"
+        assert versioned_payload(await redis.get("entry")) == "second"
         assert await set_if_newer(["entry"], [3, "third", 60_000]) == 1
-        assert split_versioned(await redis.get("entry")) == "third"
+        assert versioned_payload(await redis.get("entry")) == "third"
     finally:
         await redis.aclose()

@@ -69,7 +69,7 @@ MUTANTS: tuple[Mutant, ...] = (
     doc_id = document_id(user_id, day)
     current = await find(db, user_id, day)
     if current is not None and current["spent"] + amount > limit:
-        return False
+        return HoldResult.OVER_LIMIT
     try:
         result = await db[COLLECTION].update_one(
             {"_id": doc_id, "holds": {"$ne": payment_id}},
@@ -103,13 +103,13 @@ MUTANTS: tuple[Mutant, ...] = (
         path="services/payments.py",
         find="""\
         if payment is None:
-            raise not_found()
-        return self._replay(payment)
+            raise PaymentNotFound()
+        return CreatedPayment(payment, replayed=True)
 """,
         replace="""\
         if payment is None:
-            raise not_found()
-        return await self._charge(payment)
+            raise PaymentNotFound()
+        return CreatedPayment(await self._charge(payment), replayed=True)
 """,
         tests=(
             "tests/integration/test_idempotency.py",
@@ -120,13 +120,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="cancel-keeps-the-hold",
         why="a cancel returns the charge but never gives its amount back to the daily limit",
-        path="services/payments.py",
+        path="services/cancellations.py",
         find="""\
             await self.limits.release(payment, session)
-            updated = await payments.update_where(
+            updated = await payment_store.update_where(
 """,
         replace="""\
-            updated = await payments.update_where(
+            updated = await payment_store.update_where(
 """,
         tests=("tests/integration/test_cancel.py",),
     ),
@@ -136,13 +136,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "a `payment` record for money that never moved",
         path="services/settlement.py",
         find="""\
-                updated = await self._compare_and_set(payment, changes, now, session)
+                await event_store.append(self.db, event, session)
+                updated = await self._compare_and_set(payment, change, now, session)
                 await self._publish(updated, event, session)
 """,
         replace="""\
-                updated = await self._compare_and_set(payment, changes, now, session)
+                await event_store.append(self.db, event, session)
+                updated = await self._compare_and_set(payment, change, now, session)
                 await self._publish(updated, event, session)
-                await ledger.record_movement(
+                await ledger_store.record_movement(
                     self.db,
                     payment,
                     "payment",
@@ -177,8 +179,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "process that dies between the two leaves a completed payment the ledger never saw",
         path="services/settlement.py",
         find="""\
-                await events.append(self.db, event, session)
-                await ledger.record_movement(
+                await event_store.append(self.db, event, session)
+                await ledger_store.record_movement(
                     self.db,
                     payment,
                     "payment",
@@ -188,30 +190,12 @@ MUTANTS: tuple[Mutant, ...] = (
                     now=now,
                     session=session,
                 )
-                updated = await self._compare_and_set(
-                    payment,
-                    {
-                        "status": PaymentStatus.COMPLETED.value,
-                        "transactionId": transaction_id,
-                        "completedAt": now,
-                    },
-                    now,
-                    session,
-                )
+                updated = await self._compare_and_set(payment, change, now, session)
 """,
         replace="""\
-                await events.append(self.db, event, session)
-                updated = await self._compare_and_set(
-                    payment,
-                    {
-                        "status": PaymentStatus.COMPLETED.value,
-                        "transactionId": transaction_id,
-                        "completedAt": now,
-                    },
-                    now,
-                    session,
-                )
-                await ledger.record_movement(
+                await event_store.append(self.db, event, session)
+                updated = await self._compare_and_set(payment, change, now, session)
+                await ledger_store.record_movement(
                     self.db,
                     payment,
                     "payment",
@@ -230,12 +214,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "compare-and-set to a failure leaves the record behind",
         path="services/settlement.py",
         find="""\
-            await events.discard_draft(self.db, event.dedupe_key)
+            await event_store.discard_draft(self.db, event.dedupe_key)
             if current.status == PaymentStatus.FAILED:
-                await ledger.discard(self.db, "payment", current.id)
+                await ledger_store.discard(self.db, "payment", current.id)
 """,
         replace="""\
-            await events.discard_draft(self.db, event.dedupe_key)
+            await event_store.discard_draft(self.db, event.dedupe_key)
 """,
         tests=("tests/integration/test_settlement_races.py",),
     ),

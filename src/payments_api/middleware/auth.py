@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 from payments_api.errors import ForbiddenError
 from payments_api.models.merchant import Merchant
 from payments_api.models.user import User
-from payments_api.services.auth import Principal
+from payments_api.services.auth import Principal, UserInactive
 from payments_api.services.registry import Services
 
 
@@ -86,7 +86,7 @@ async def require_user_document(
         raise ForbiddenError(message="This route is for users")
     user = await services.users.get_authenticated(principal.id)
     if not user.is_active:
-        raise ForbiddenError("USER_INACTIVE", "This account is deactivated")
+        raise UserInactive()
     return user
 
 
@@ -106,7 +106,7 @@ async def require_admin(
     if principal.kind != "user":
         raise ForbiddenError(message="This route is for admins")
     user = await services.users.get_authenticated(principal.id)
-    if not user.is_admin or not user.is_active:
+    if not user.is_active_admin:
         raise ForbiddenError(message="This route is for admins")
     return user
 

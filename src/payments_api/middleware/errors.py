@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payments_api.errors import AppError
+from payments_api.errors import AppError, InvalidJson
 from payments_api.middleware.methods import allowed_methods
 from payments_api.middleware.request_context import request_state
 from payments_api.schemas.common import PATTERN_MESSAGES
@@ -108,7 +108,10 @@ async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
         log_security_event(
             "access denied", error=exc.code, statusCode=exc.status_code, path=request.url.path
         )
-    return _response(request, exc.status_code, exc.code, exc.message, exc.extra, exc.headers)
+    headers = exc.headers
+    if exc.retry_after_seconds is not None:
+        headers = {**headers, "Retry-After": str(exc.retry_after_seconds)}
+    return _response(request, exc.status_code, exc.code, exc.message, exc.extra, headers)
 
 
 def _field_name(loc: Sequence[int | str]) -> str:
@@ -123,7 +126,7 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
-        return _response(request, 400, "INVALID_JSON", "The request body is not valid JSON")
+        return _response(request, 400, InvalidJson.code, InvalidJson.message)
     details = [
         {"field": _field_name(error.get("loc", ())), "message": _message(error)} for error in errors
     ]
@@ -144,7 +147,7 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     headers = dict(exc.headers) if exc.headers else None
     if status == 400 and isinstance(exc.__cause__, _UNPARSABLE_BODY):
-        code, message = "INVALID_JSON", "The request body is not valid JSON"
+        code, message = InvalidJson.code, InvalidJson.message
     elif status == 404:
         code, message = "ROUTE_NOT_FOUND", f"Cannot {request.method} {request.url.path}"
     elif status == 405:

@@ -15,13 +15,13 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from payments_api.controllers.cached_read import ROUTE_TEMPLATE, envelope
 from payments_api.middleware.request_context import request_state
 from payments_api.services.auth import Principal
-from payments_api.services.payments import is_party
-from payments_api.utils.cache import split_versioned
+from payments_api.services.payment_reads import is_payer_or_payee
+from payments_api.utils.cache import versioned_payload
 
 _HEADERS = [(b"content-type", b"application/json")]
-ROUTE_TEMPLATE = "/api/v1/payments/{paymentId}"
 
 
 class CachedPaymentReadMiddleware:
@@ -50,12 +50,12 @@ class CachedPaymentReadMiddleware:
         principal = state.get("principal")
         if not isinstance(prefetched, dict) or not isinstance(principal, Principal):
             return None
-        payload = split_versioned(next(iter(prefetched.values()), None))
+        payload = versioned_payload(next(iter(prefetched.values()), None))
         if payload is None:
             return None
         owners = json.loads(payload)
-        if not is_party(principal, owners["userId"], owners["merchantId"]):
+        if not is_payer_or_payee(principal, owners["userId"], owners["merchantId"]):
             return None
         state["userId" if principal.kind == "user" else "merchantId"] = principal.id
         state["route_template"] = ROUTE_TEMPLATE
-        return b'{"success":true,"payment":' + payload.encode() + b"}"
+        return envelope(payload)

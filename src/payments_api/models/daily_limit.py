@@ -7,6 +7,7 @@ never pass the limit given with the hold.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -16,18 +17,22 @@ from payments_api.config.database import Database, Session
 COLLECTION = "daily_spending"
 
 
+class HoldResult(Enum):
+    HELD = "held"
+    """Held, now or by an earlier attempt for the same payment."""
+    OVER_LIMIT = "over_limit"
+    LOST_RACE = "lost_race"
+    """Another hold created the day's document first; try again (it exists now)."""
+
+
 def document_id(user_id: str, day: str) -> str:
     return f"{user_id}:{day}"
 
 
 async def try_hold(
     db: Database, user_id: str, day: str, payment_id: str, amount: int, limit: int
-) -> bool | None:
-    """Add `amount` for `payment_id` if `spent` stays within `limit`.
-
-    True: held (now or before). False: over the limit. None: lost an insert race on a new
-    day's document; the caller tries again.
-    """
+) -> HoldResult:
+    """Add `amount` for `payment_id` if `spent` stays within `limit`."""
     doc_id = document_id(user_id, day)
     try:
         result = await db[COLLECTION].update_one(
@@ -42,11 +47,13 @@ async def try_hold(
     except DuplicateKeyError:
         current = await find(db, user_id, day)
         if current is None:
-            return None
+            return HoldResult.LOST_RACE
         if payment_id in current.get("holds", []):
-            return True
-        return None if current["spent"] + amount <= limit else False
-    return result.upserted_id is not None or result.modified_count == 1
+            return HoldResult.HELD
+        return HoldResult.LOST_RACE if current["spent"] + amount <= limit else HoldResult.OVER_LIMIT
+    if result.upserted_id is not None or result.modified_count == 1:
+        return HoldResult.HELD
+    return HoldResult.OVER_LIMIT
 
 
 async def release(

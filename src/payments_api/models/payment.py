@@ -3,7 +3,9 @@ returns None and the service decides what that means."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from pydantic import Field
@@ -72,6 +74,37 @@ class Payment(Document):
         """What has been refunded for certain: reservations still awaiting the gateway are
         not counted (they may yet be given back)."""
         return self.refunded_amount - sum(pending.amount for pending in self.pending_refunds)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change of a payment, described once. `after` is the payment as the change
+    leaves it (what the change's event describes); `update` is the MongoDB update that makes
+    exactly that change, derived from `after`, so the two can never drift apart."""
+
+    after: Payment
+    update: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls, payment: Payment, now: datetime, *, ends_reservation: str | None = None, **changes: Any
+    ) -> Transition:
+        """`changes` by field name; `ends_reservation` takes the reservation of that refund
+        (or cancel) off `pendingRefunds`."""
+        pending = payment.pending_refunds
+        if ends_reservation is not None:
+            pending = [p for p in pending if p.refund_id != ends_reservation]
+        after = payment.next_state(now, **changes, pending_refunds=pending)
+        stored = after.model_dump(by_alias=True, include=set(changes))
+        update: dict[str, Any] = {"$set": {name: _plain(value) for name, value in stored.items()}}
+        if ends_reservation is not None:
+            update["$pull"] = {"pendingRefunds": {"refundId": ends_reservation}}
+        return cls(after, update)
+
+
+def _plain(value: Any) -> Any:
+    """A value as MongoDB stores it: an enum member by its value."""
+    return value.value if isinstance(value, Enum) else value
 
 
 def _payment(raw: dict[str, Any] | None) -> Payment | None:

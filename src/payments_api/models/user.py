@@ -42,6 +42,11 @@ class User(Document):
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
 
+    @property
+    def is_active_admin(self) -> bool:
+        """An admin who may act as one now (a deactivated admin may not)."""
+        return self.is_admin and self.is_active
+
 
 async def insert(db: Database, user: User, session: Session = None) -> None:
     await db[COLLECTION].insert_one(user.to_mongo(), session=session)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    Field,
     PlainSerializer,
     StringConstraints,
 )
@@ -57,40 +56,3 @@ class Envelope(CamelModel):
 class ErrorDetail(CamelModel):
     field: str
     message: str
-
-
-class ErrorBody(CamelModel):
-    """The contract's error body, for the OpenAPI description."""
-
-    error: str = Field(examples=["VALIDATION_ERROR"])
-    message: str
-    request_id: str
-    details: list[ErrorDetail] | None = None
-
-
-_DESCRIPTIONS = {
-    400: "Malformed request: `INVALID_JSON` (a body that is not JSON), or a header the route "
-    "reads is missing or malformed",
-    401: "`UNAUTHORIZED`: missing, malformed, expired or unknown credentials",
-    402: "`PAYMENT_DECLINED`, with the failed `payment`",
-    403: "`FORBIDDEN`: this kind of caller may not use the route; or `USER_INACTIVE`",
-    404: "Not found (or not the caller's); the code names what",
-    409: "Conflicts with the current state; the code names how",
-    413: "`PAYLOAD_TOO_LARGE`: the body is over `MAX_BODY_BYTES`",
-    422: "`VALIDATION_ERROR` with `details`, or a business rule the code names",
-    429: "`TOO_MANY_REQUESTS`: over `RATE_LIMIT`; `retryAfter` and `Retry-After` say when to retry",
-    503: "A dependency could not be reached; the code names which",
-}
-
-JSON_BODY = (400, 413, 422)
-"""What a route with a JSON body can answer before it runs: INVALID_JSON, PAYLOAD_TOO_LARGE,
-VALIDATION_ERROR."""
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for an `/api` route: each status it can answer with the error body, and
-    the rate limiter's 429, which every `/api` route can answer."""
-    return {
-        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
-        for status in sorted({*statuses, 429})
-    }

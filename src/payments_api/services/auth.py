@@ -12,8 +12,8 @@ from payments_api.config.constants import API_KEY_PREFIX
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import ForbiddenError, UnauthorizedError
-from payments_api.models import merchant as merchants
-from payments_api.models import user as users
+from payments_api.models import merchant as merchant_store
+from payments_api.models import user as user_store
 from payments_api.models.merchant import Merchant
 from payments_api.models.user import User
 from payments_api.services.passwords import verify_password
@@ -22,6 +22,16 @@ from payments_api.utils.logger import log_security_event
 
 JWT_ALGORITHM = "HS256"
 VERIFIED_TOKENS_KEPT = 10_000
+
+
+class InvalidCredentials(UnauthorizedError):
+    code = "INVALID_CREDENTIALS"
+    message = "Invalid email or password"
+
+
+class UserInactive(ForbiddenError):
+    code = "USER_INACTIVE"
+    message = "This account is deactivated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +59,14 @@ class AuthService:
 
     async def issue_token(self, email: str, password: str) -> IssuedToken:
         """Same answer, and the same work, for an unknown email and a wrong password."""
-        user = await users.find_by_email(self.db, email.strip().lower())
+        user = await user_store.find_by_email(self.db, email.strip().lower())
         valid = await verify_password(user.password_hash if user else None, password)
         if user is None or not valid:
             log_security_event("login failed", email=email, reason="invalid_credentials")
-            raise UnauthorizedError("INVALID_CREDENTIALS", "Invalid email or password")
+            raise InvalidCredentials()
         if not user.is_active:
             log_security_event("login refused", userId=user.id, reason="user_inactive")
-            raise ForbiddenError("USER_INACTIVE", "This account is deactivated")
+            raise UserInactive()
         return IssuedToken(self.encode_token(user), self.settings.access_token_ttl_seconds)
 
     def encode_token(self, user: User) -> str:
@@ -102,7 +112,7 @@ class AuthService:
         if scheme.lower() != "bearer" or not credential:
             raise UnauthorizedError(message="Use an 'Authorization: Bearer <token>' header")
         if credential.startswith(API_KEY_PREFIX + "_"):
-            merchant = await merchants.find_by_api_key_hash(self.db, sha256_hex(credential))
+            merchant = await merchant_store.find_by_api_key_hash(self.db, sha256_hex(credential))
             if merchant is None or not merchant.is_active:
                 raise UnauthorizedError(message="Invalid API key")
             return Principal("merchant", merchant.id, merchant)

@@ -8,11 +8,24 @@ from datetime import datetime
 from payments_api.config.database import Database, Session
 from payments_api.config.settings import Settings
 from payments_api.errors import UnprocessableError
-from payments_api.models import daily_limit
+from payments_api.models import daily_limit as daily_limit_store
+from payments_api.models.daily_limit import HoldResult
 from payments_api.models.payment import Payment
 from payments_api.utils.clock import business_day
 
 HOLD_ATTEMPTS = 5
+"""Bound on retries after losing the race to create a new day's document. One loss means the
+document exists, so the next attempt is a plain guarded update; five covers any pile-up."""
+
+
+class DailyLimitExceeded(UnprocessableError):
+    code = "DAILY_LIMIT_EXCEEDED"
+    message = "This payment would exceed your daily limit"
+    body_fields = ("remainingToday",)
+
+    def __init__(self, remaining_today: int) -> None:
+        super().__init__(extra={"remainingToday": remaining_today})
+        self.remaining_today = remaining_today
 
 
 class DailyLimitService:
@@ -24,7 +37,7 @@ class DailyLimitService:
         return business_day(instant, self.settings.timezone).isoformat()
 
     async def spent(self, user_id: str, day: str) -> int:
-        current = await daily_limit.find(self.db, user_id, day)
+        current = await daily_limit_store.find(self.db, user_id, day)
         return int(current["spent"]) if current else 0
 
     async def hold(
@@ -34,20 +47,17 @@ class DailyLimitService:
         concurrency: the guard is part of the one update that changes `spent`."""
         if amount <= limit:
             for _ in range(HOLD_ATTEMPTS):
-                held = await daily_limit.try_hold(self.db, user_id, day, payment_id, amount, limit)
-                if held is True:
+                held = await daily_limit_store.try_hold(
+                    self.db, user_id, day, payment_id, amount, limit
+                )
+                if held is HoldResult.HELD:
                     return
-                if held is False:
+                if held is HoldResult.OVER_LIMIT:
                     break
-        remaining = max(0, limit - await self.spent(user_id, day))
-        raise UnprocessableError(
-            "DAILY_LIMIT_EXCEEDED",
-            "This payment would exceed your daily limit",
-            extra={"remainingToday": remaining},
-        )
+        raise DailyLimitExceeded(max(0, limit - await self.spent(user_id, day)))
 
     async def release(self, payment: Payment, session: Session = None) -> bool:
         """Give back what `payment` held on the day it was made; False when it held nothing."""
-        return await daily_limit.release(
+        return await daily_limit_store.release(
             self.db, payment.user_id, payment.hold_day, payment.id, payment.amount, session
         )

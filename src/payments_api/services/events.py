@@ -21,8 +21,8 @@ from payments_api.config.constants import EventType
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import NotFoundError
-from payments_api.models import event as events
-from payments_api.models import merchant as merchants
+from payments_api.models import event as event_store
+from payments_api.models import merchant as merchant_store
 from payments_api.models.event import Attempt, Delivery, Event
 from payments_api.models.payment import Payment, public_view
 from payments_api.services.webhooks import post_webhook, signature_header, unsafe_reason
@@ -110,7 +110,7 @@ class EventDispatcher:
         handled = 0
         while handled < BATCH:
             now = self.clock()
-            event = await events.claim_due(
+            event = await event_store.claim_due(
                 self.db, self.worker_id, now, now + timedelta(seconds=LEASE_SECONDS)
             )
             if event is None:
@@ -129,7 +129,7 @@ class EventDispatcher:
 
         async def renew() -> bool:
             lease_until = self.clock() + timedelta(seconds=LEASE_SECONDS)
-            return await events.renew_lease(self.db, event.id, self.worker_id, lease_until)
+            return await event_store.renew_lease(self.db, event.id, self.worker_id, lease_until)
 
         return LeaseKeeper(
             renew,
@@ -140,7 +140,7 @@ class EventDispatcher:
         )
 
     async def _release(self, event_id: str, next_attempt_at: datetime) -> None:
-        await events.update_leased(
+        await event_store.update_leased(
             self.db,
             event_id,
             self.worker_id,
@@ -150,7 +150,7 @@ class EventDispatcher:
     async def _handle(self, event: Event) -> None:
         if not event.published:
             await self._publish(event)
-        merchant = await merchants.find_by_id(self.db, event.merchant_id)
+        merchant = await merchant_store.find_by_id(self.db, event.merchant_id)
         if merchant is None or not merchant.webhook_url:
             await self._finish(event, "delivered", event.deliveries)
             return
@@ -193,7 +193,7 @@ class EventDispatcher:
             return
         deliveries[-1] = delivery
         retry_at = now + retry_delay(len(delivery.attempts), self.jitter())
-        await events.update_leased(
+        await event_store.update_leased(
             self.db,
             event.id,
             self.worker_id,
@@ -215,10 +215,12 @@ class EventDispatcher:
             "data": json.dumps(envelope["data"], separators=(",", ":")),
         }
         await self.redis.xadd(STREAM, fields, maxlen=STREAM_MAXLEN, approximate=True)
-        await events.update_leased(self.db, event.id, self.worker_id, {"$set": {"published": True}})
+        await event_store.update_leased(
+            self.db, event.id, self.worker_id, {"$set": {"published": True}}
+        )
 
     async def _finish(self, event: Event, status: str, deliveries: list[Delivery]) -> None:
-        await events.update_leased(
+        await event_store.update_leased(
             self.db,
             event.id,
             self.worker_id,
@@ -233,6 +235,11 @@ class EventDispatcher:
         )
 
 
+class EventNotFound(NotFoundError):
+    code = "EVENT_NOT_FOUND"
+    message = "Event not found"
+
+
 class EventService:
     """The admin's view of events: list a payment's events, redeliver one."""
 
@@ -240,15 +247,15 @@ class EventService:
         self.db = db
 
     async def for_payment(self, payment_id: str) -> list[Event]:
-        return await events.for_payment(self.db, payment_id)
+        return await event_store.for_payment(self.db, payment_id)
 
     async def redeliver(self, event_id: str) -> Event:
         """Deliver again from scratch: a delivery still pending is closed as dead (superseded)
         and a new one starts, due now."""
-        event = await events.find_by_id(self.db, event_id)
+        event = await event_store.find_by_id(self.db, event_id)
         if event is None:
-            raise NotFoundError("EVENT_NOT_FOUND", "Event not found")
-        merchant = await merchants.find_by_id(self.db, event.merchant_id)
+            raise EventNotFound()
+        merchant = await merchant_store.find_by_id(self.db, event.merchant_id)
         now = utcnow()
         deliveries = [
             d.model_copy(update={"status": "dead"}) if d.status == "pending" else d
@@ -256,7 +263,7 @@ class EventService:
         ]
         if merchant and merchant.webhook_url:
             deliveries.append(new_delivery(merchant.webhook_url, now))
-        restarted = await events.restart_delivery(self.db, event_id, deliveries, now)
+        restarted = await event_store.restart_delivery(self.db, event_id, deliveries, now)
         if restarted is None:
-            raise NotFoundError("EVENT_NOT_FOUND", "Event not found")
+            raise EventNotFound()
         return restarted

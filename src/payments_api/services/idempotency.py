@@ -13,9 +13,11 @@ takes (up to that bound).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,32 +84,26 @@ def fingerprint(body: dict[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoredResult:
-    """What a finished request left behind: enough to answer a replay."""
+    """What a finished request left behind: its body's fingerprint and what it made (a
+    payment or refund id), from which a replay is answered."""
 
     fingerprint: str
     resource_id: str
-    status_code: int
-    body: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(
-            {
-                "fingerprint": self.fingerprint,
-                "resourceId": self.resource_id,
-                "statusCode": self.status_code,
-                "body": self.body,
-            },
+            {"fingerprint": self.fingerprint, "resourceId": self.resource_id},
             separators=(",", ":"),
         )
 
     @classmethod
     def from_json(cls, raw: str) -> StoredResult:
         data = json.loads(raw)
-        return cls(data["fingerprint"], data["resourceId"], data["statusCode"], data.get("body"))
+        return cls(data["fingerprint"], data["resourceId"])
 
 
 @dataclass(slots=True)
-class Claim:
+class KeyLock:
     """The lock on one key for one request; `finish` or `abandon` it."""
 
     result_key: str
@@ -118,29 +114,45 @@ class Claim:
     """Keeps the lock alive until `finish` or `abandon` (or the request's task ends)."""
 
 
-def reused_key_error() -> UnprocessableError:
-    return UnprocessableError(
-        "IDEMPOTENCY_KEY_REUSED",
-        "This Idempotency-Key was already used with a different request body",
-    )
+@dataclass(slots=True)
+class Claim:
+    """A request's use of its key inside `async with idempotency.claim(...)`: either the
+    finished request to replay (`replay`, nothing held), or the lock, held until the block
+    ends. What the request made (`made(...)`) is remembered for its replays when the block
+    ends without an error; otherwise the key is let go, so that a retry runs afresh."""
+
+    fingerprint: str
+    replay: StoredResult | None = None
+    lock: KeyLock | None = None
+    resource_id: str | None = None
+
+    def made(self, resource_id: str) -> None:
+        self.resource_id = resource_id
+
+
+ReplayCheck = Callable[[StoredResult], Awaitable[bool]]
+"""Whether a finished request's result may still be replayed (False: what it made did not
+happen after all, so the key is tried again)."""
+
+
+class IdempotencyKeyReused(UnprocessableError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    message = "This Idempotency-Key was already used with a different request body"
+
+
+class IdempotencyKeyInUse(ConflictError):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    message = "A request with this Idempotency-Key is still being processed"
+    retry_after_seconds = IN_FLIGHT_RETRY_AFTER_SECONDS
+
+
+class IdempotencyStoreUnavailable(ServiceUnavailableError):
+    code = "SERVICE_UNAVAILABLE"
+    message = "The service is temporarily unavailable, please retry"
 
 
 def _result_key(scope: str, key: str) -> str:
     return f"idem:{scope}:{key}"
-
-
-def in_flight_error() -> ConflictError:
-    return ConflictError(
-        "IDEMPOTENCY_KEY_IN_USE",
-        "A request with this Idempotency-Key is still being processed",
-        headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)},
-    )
-
-
-def unavailable() -> ServiceUnavailableError:
-    return ServiceUnavailableError(
-        "SERVICE_UNAVAILABLE", "The service is temporarily unavailable, please retry"
-    )
 
 
 class IdempotencyService:
@@ -162,7 +174,7 @@ class IdempotencyService:
         self._abandon = LuaScript(redis, _ABANDON)
         self._renew = LuaScript(redis, _RENEW)
 
-    async def begin(self, scope: str, key: str, body_fingerprint: str) -> Claim | StoredResult:
+    async def begin(self, scope: str, key: str, body_fingerprint: str) -> KeyLock | StoredResult:
         """A finished result to replay, or the lock for this request. 409 while another
         request holds the key; 422 when a finished one had another body; 503 without Redis
         (before anything is written)."""
@@ -173,16 +185,16 @@ class IdempotencyService:
             answer = await self._begin(keys=[result_key, lock_key], args=[token, self.lock_ttl_ms])
         except (RedisError, OSError) as exc:
             logger.error("idempotency store unavailable", error=type(exc).__name__)
-            raise unavailable() from exc
+            raise IdempotencyStoreUnavailable() from exc
         kind = answer[0]
         if kind == "result":
             stored = StoredResult.from_json(answer[1])
             if stored.fingerprint != body_fingerprint:
-                raise reused_key_error()
+                raise IdempotencyKeyReused()
             return stored
         if kind == "locked":
-            raise in_flight_error()
-        claim = Claim(result_key, lock_key, token, body_fingerprint)
+            raise IdempotencyKeyInUse()
+        claim = KeyLock(result_key, lock_key, token, body_fingerprint)
         claim.renewal = LeaseKeeper(
             functools.partial(self._renew_lock, lock_key, token),
             every=self.lock_ttl_ms / 3000,
@@ -192,12 +204,55 @@ class IdempotencyService:
         ).start()
         return claim
 
+    @contextlib.asynccontextmanager
+    async def claim(
+        self,
+        scope: str,
+        key: str,
+        body_fingerprint: str,
+        *,
+        still_replayable: ReplayCheck | None = None,
+    ) -> AsyncIterator[Claim]:
+        """The one way a request uses its Idempotency-Key: a finished request's result to
+        replay, or the key's lock until the block ends (see `Claim`). 409 while another
+        request holds the key; 422 when a finished one had another body; 503 without Redis.
+
+        `still_replayable` vetoes a replay whose result did not happen after all: that result
+        is forgotten and the key taken afresh, once (a second such result is another retry's,
+        still settling: 409 as in flight)."""
+        claim = await self._claim(scope, key, body_fingerprint, still_replayable)
+        lock = claim.lock
+        if lock is None:
+            yield claim
+            return
+        try:
+            yield claim
+        except BaseException:
+            await self.abandon(lock)
+            raise
+        if claim.resource_id is None:
+            await self.abandon(lock)
+        else:
+            await self.finish(lock, StoredResult(lock.fingerprint, claim.resource_id))
+
+    async def _claim(
+        self, scope: str, key: str, body_fingerprint: str, still_replayable: ReplayCheck | None
+    ) -> Claim:
+        for _ in range(2):
+            taken = await self.begin(scope, key, body_fingerprint)
+            if isinstance(taken, KeyLock):
+                return Claim(body_fingerprint, lock=taken)
+            if still_replayable is None or await still_replayable(taken):
+                return Claim(body_fingerprint, replay=taken)
+            await self.forget(scope, key)
+        raise IdempotencyKeyInUse()
+
     async def _renew_lock(self, lock_key: str, token: str) -> bool:
         renewed = await self._renew(keys=[lock_key], args=[token, self.lock_ttl_ms])
         return bool(renewed == 1)
 
     @staticmethod
-    async def _stop_renewing(claim: Claim) -> None:
+    async def _stop_renewing(claim: KeyLock) -> None:
         if claim.renewal is not None:
             await claim.renewal.stop()
 
@@ -210,9 +265,9 @@ class IdempotencyService:
             await self.redis.delete(_result_key(scope, key))
         except (RedisError, OSError) as exc:
             logger.error("idempotency store unavailable", error=type(exc).__name__)
-            raise unavailable() from exc
+            raise IdempotencyStoreUnavailable() from exc
 
-    async def finish(self, claim: Claim, result: StoredResult) -> None:
+    async def finish(self, claim: KeyLock, result: StoredResult) -> None:
         """Remember the result and let go of the lock. A failure here loses nothing: the
         database's unique index answers the next replay."""
         await self._stop_renewing(claim)
@@ -224,7 +279,7 @@ class IdempotencyService:
         except (RedisError, OSError) as exc:
             logger.warning("could not store idempotent result", error=type(exc).__name__)
 
-    async def abandon(self, claim: Claim) -> None:
+    async def abandon(self, claim: KeyLock) -> None:
         """Let go of the lock after a request that changed nothing (so it may be retried)."""
         await self._stop_renewing(claim)
         try:

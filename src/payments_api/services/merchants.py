@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from payments_api.config.constants import API_KEY_PREFIX, WEBHOOK_SECRET_PREFIX
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
-from payments_api.errors import NotFoundError, UnprocessableError
-from payments_api.models import merchant as merchants
+from payments_api.errors import NotFoundError, ValidationFailed
+from payments_api.models import merchant as merchant_store
 from payments_api.models.merchant import Merchant
 from payments_api.services.webhooks import unsafe_reason
 from payments_api.utils import ids
@@ -17,6 +17,11 @@ from payments_api.utils.crypto import random_secret, sha256_hex
 from payments_api.utils.logger import log_business_event
 
 API_KEY_DISPLAY_PREFIX = 10
+
+
+class MerchantNotFound(NotFoundError):
+    code = "MERCHANT_NOT_FOUND"
+    message = "Merchant not found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +44,7 @@ class MerchantService:
                 webhook_url, production=self.settings.is_production, must_resolve=False
             )
             if reason:
-                raise UnprocessableError(
-                    "VALIDATION_ERROR",
-                    "The request is invalid",
-                    extra={"details": [{"field": "webhookUrl", "message": reason}]},
-                )
+                raise ValidationFailed.of_field("webhookUrl", reason)
         api_key = random_secret(API_KEY_PREFIX)
         webhook_secret = random_secret(WEBHOOK_SECRET_PREFIX)
         now = utcnow()
@@ -58,12 +59,12 @@ class MerchantService:
             created_at=now,
             updated_at=now,
         )
-        await merchants.insert(self.db, merchant)
+        await merchant_store.insert(self.db, merchant)
         log_business_event("merchant created", merchantId=merchant.id, adminId=admin_id)
         return CreatedMerchant(merchant, api_key, webhook_secret)
 
     async def get(self, merchant_id: str) -> Merchant:
-        merchant = await merchants.find_by_id(self.db, merchant_id)
+        merchant = await merchant_store.find_by_id(self.db, merchant_id)
         if merchant is None:
-            raise NotFoundError("MERCHANT_NOT_FOUND", "Merchant not found")
+            raise MerchantNotFound()
         return merchant

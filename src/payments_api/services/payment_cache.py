@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from payments_api.models.payment import Payment, public_view
-from payments_api.utils.cache import SET_IF_NEWER, LuaScript, split_versioned
+from payments_api.utils.cache import SET_IF_NEWER, LuaScript, versioned_payload
 from payments_api.utils.logger import get_logger
 
 logger = get_logger("payment-cache")
@@ -37,7 +37,7 @@ class PaymentCache:
         except (RedisError, OSError) as exc:
             logger.warning("payment cache unavailable", error=type(exc).__name__)
             return None
-        return split_versioned(raw)
+        return versioned_payload(raw)
 
     async def put(self, payment: Payment) -> str:
         """Store this state unless a newer one is there; returns its JSON."""

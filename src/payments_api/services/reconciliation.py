@@ -33,15 +33,15 @@ from typing import Any
 from payments_api.config.constants import EventType, PaymentStatus
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
-from payments_api.models import event as events
-from payments_api.models import ledger
-from payments_api.models import payment as payments
-from payments_api.models import refund as refunds
+from payments_api.models import event as event_store
+from payments_api.models import ledger as ledger_store
+from payments_api.models import payment as payment_store
+from payments_api.models import refund as refund_store
 from payments_api.models.payment import Payment, PendingRefund
+from payments_api.services.cancellations import CANCEL_REFERENCE, CancelService
 from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
-from payments_api.services.payments import CANCEL_REFERENCE, PaymentService
-from payments_api.services.refunds import RefundService
+from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.services.settlement import SettlementService
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
@@ -69,8 +69,8 @@ class Reconciler:
         db: Database,
         gateway: GatewayClient,
         settlement: SettlementService,
-        payment_service: PaymentService,
-        refund_service: RefundService,
+        cancellations: CancelService,
+        refunds: RefundSettlement,
         metrics: Metrics,
         *,
         clock: Clock = utcnow,
@@ -80,8 +80,8 @@ class Reconciler:
         self.db = db
         self.gateway = gateway
         self.settlement = settlement
-        self.payment_service = payment_service
-        self.refund_service = refund_service
+        self.cancellations = cancellations
+        self.refunds = refunds
         self.metrics = metrics
         self.clock = clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.ulid()}"
@@ -112,7 +112,7 @@ class Reconciler:
 
     async def _claim(self, query: dict[str, Any]) -> Payment | None:
         now = self.clock()
-        return await payments.claim_stale(
+        return await payment_store.claim_stale(
             self.db,
             query,
             older_than=now - timedelta(seconds=self.settings.reconcile_after_seconds),
@@ -126,7 +126,7 @@ class Reconciler:
 
         async def renew() -> bool:
             lease_until = self.clock() + timedelta(seconds=LEASE_SECONDS)
-            return await payments.renew_reconcile_lease(
+            return await payment_store.renew_reconcile_lease(
                 self.db, payment.id, self.worker_id, lease_until
             )
 
@@ -158,7 +158,7 @@ class Reconciler:
         checked = 0
         while checked < BATCH:
             now = self.clock()
-            payment = await payments.claim_recheck(
+            payment = await payment_store.claim_recheck(
                 self.db, now=now, lease_until=now + timedelta(seconds=LEASE_SECONDS)
             )
             if payment is None:
@@ -176,7 +176,7 @@ class Reconciler:
         if result.outcome == "approved":
             refunded = await self.gateway.cancel(payment.id)
             if refunded.outcome == "approved":
-                if await payments.record_late_charge_refund(self.db, payment.id, now):
+                if await payment_store.record_late_charge_refund(self.db, payment.id, now):
                     self.metrics.late_charges_refunded.inc()
                     log_business_event(
                         "late charge refunded",
@@ -193,7 +193,7 @@ class Reconciler:
                 gateway=refunded.outcome,
             )
         watching = payment.recheck_until is not None and now < payment.recheck_until
-        await payments.schedule_recheck(
+        await payment_store.schedule_recheck(
             self.db, payment.id, now + self._recheck_interval(payment) if watching else None
         )
 
@@ -205,7 +205,7 @@ class Reconciler:
 
     async def _recover_drafts(self) -> None:
         cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
-        for draft in await events.stale_drafts(self.db, cutoff, BATCH):
+        for draft in await event_store.stale_drafts(self.db, cutoff, BATCH):
             try:
                 await self.settlement.recover_draft(draft)
             except Exception:
@@ -221,14 +221,14 @@ class Reconciler:
     async def _settle_cancel(self, payment: Payment, pending: PendingRefund) -> None:
         result = await self.gateway.cancel(payment.id)
         if result.outcome == "approved":
-            await self.payment_service.finish_cancel(payment, pending.reason or "cancelled")
+            await self.cancellations.finish_cancel(payment, pending.reason or "cancelled")
             self.metrics.reconciled.labels("cancelled").inc()
         elif result.outcome == "declined":
-            await self.payment_service.undo_cancel(payment)
+            await self.cancellations.undo_cancel(payment)
             self.metrics.reconciled.labels("cancel_refused").inc()
 
     async def _settle_refund(self, payment: Payment, pending: PendingRefund) -> None:
-        refund = await refunds.find_by_id(self.db, pending.refund_id)
+        refund = await refund_store.find_by_id(self.db, pending.refund_id)
         if refund is None:
             logger.error("reserved refund has no record", paymentId=payment.id)
             return
@@ -236,37 +236,39 @@ class Reconciler:
             payment_id=payment.id, refund_id=refund.id, amount=pending.amount
         )
         if result.outcome == "approved":
-            await self.refund_service.succeed(payment, refund)
+            await self.refunds.succeed(payment, refund)
             self.metrics.reconciled.labels("refunded").inc()
         elif result.outcome == "declined":
-            await self.refund_service.release(
-                payment, refund, result.failure_code or "GATEWAY_REFUSED"
-            )
+            await self.refunds.release(payment, refund, result.failure_code or "GATEWAY_REFUSED")
             self.metrics.reconciled.labels("refund_refused").inc()
 
     async def _fail_unreserved_refunds(self) -> None:
         cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
-        for refund in await refunds.stale_pending(self.db, cutoff, BATCH):
-            payment = await payments.find_by_id(self.db, refund.payment_id)
+        for refund in await refund_store.stale_pending(self.db, cutoff, BATCH):
+            payment = await payment_store.find_by_id(self.db, refund.payment_id)
             reserved = payment is not None and any(
                 p.refund_id == refund.id for p in payment.pending_refunds
             )
             if reserved:
                 continue  # _settle_refunds finishes it
-            if payment is not None and await ledger.has_movement(self.db, "refund", refund.id):
+            if payment is not None and await ledger_store.has_movement(
+                self.db, "refund", refund.id
+            ):
                 # It succeeded, and the process died before recording the rest: the event
                 # (deduplicated, so a second one is never written) and the refund's status.
-                await events.append(
+                await event_store.append(
                     self.db,
                     payment_event(
                         EventType.PAYMENT_REFUNDED, payment, self.clock(), reference=refund.id
                     ),
                 )
-                await refunds.set_status(self.db, refund.id, "succeeded")
+                await refund_store.set_status(self.db, refund.id, "succeeded")
             else:
-                await refunds.set_status(self.db, refund.id, "failed", failure_code="NOT_RESERVED")
+                await refund_store.set_status(
+                    self.db, refund.id, "failed", failure_code="NOT_RESERVED"
+                )
 
     async def _update_oldest_pending(self) -> None:
-        oldest = await payments.oldest_created_at(self.db, PaymentStatus.PENDING.value)
+        oldest = await payment_store.oldest_created_at(self.db, PaymentStatus.PENDING.value)
         age = (self.clock() - oldest).total_seconds() if oldest else 0.0
         self.metrics.oldest_pending_age.set(max(0.0, age))

@@ -13,15 +13,18 @@ from payments_api.config.database import Database
 from payments_api.config.redis import create_redis, wait_for_redis
 from payments_api.config.settings import Settings
 from payments_api.services.auth import AuthService
+from payments_api.services.cancellations import CancelService
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import EventDispatcher, EventService
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import IdempotencyService
 from payments_api.services.merchants import MerchantService
 from payments_api.services.payment_cache import PaymentCache
+from payments_api.services.payment_reads import PaymentReadService
 from payments_api.services.payments import PaymentService
 from payments_api.services.rate_limits import RateLimiter
 from payments_api.services.reconciliation import Reconciler
+from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.services.refunds import RefundService
 from payments_api.services.settlement import SettlementService
 from payments_api.services.stats import StatsService
@@ -47,7 +50,10 @@ class Services:
     stats: StatsService
     settlement: SettlementService
     payments: PaymentService
+    payment_reads: PaymentReadService
+    cancellations: CancelService
     refunds: RefundService
+    refund_settlement: RefundSettlement
     rate_limiter: RateLimiter
     events: EventService
     dispatcher: EventDispatcher
@@ -84,10 +90,8 @@ def build_services(
         metrics,
         first_recheck_after=timedelta(seconds=settings.reconcile_after_seconds),
     )
-    payment_service = PaymentService(
-        settings, database, gateway, idempotency, limits, cache, stats, settlement
-    )
-    refund_service = RefundService(database, gateway, idempotency, cache)
+    cancellations = CancelService(database, gateway, limits, cache, stats)
+    refund_settlement = RefundSettlement(database, cache)
     webhooks = create_webhook_client()
     return Services(
         settings=settings,
@@ -101,13 +105,18 @@ def build_services(
         limits=limits,
         stats=stats,
         settlement=settlement,
-        payments=payment_service,
-        refunds=refund_service,
+        payments=PaymentService(
+            settings, database, gateway, idempotency, limits, cache, settlement
+        ),
+        payment_reads=PaymentReadService(database, cache),
+        cancellations=cancellations,
+        refunds=RefundService(database, gateway, idempotency, refund_settlement),
+        refund_settlement=refund_settlement,
         rate_limiter=RateLimiter(redis, settings.rate_limit_item),
         events=EventService(database),
         dispatcher=EventDispatcher(settings, database, redis, webhooks, metrics),
         reconciler=Reconciler(
-            settings, database, gateway, settlement, payment_service, refund_service, metrics
+            settings, database, gateway, settlement, cancellations, refund_settlement, metrics
         ),
         webhooks=webhooks,
     )

@@ -17,6 +17,7 @@ discards it by the payment's state (`recover_draft`), never writing anything twi
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from payments_api.config.constants import (
     UNANSWERED_FAILURES,
@@ -25,12 +26,12 @@ from payments_api.config.constants import (
     PaymentStatus,
 )
 from payments_api.config.database import Database, Session
-from payments_api.models import event as events
-from payments_api.models import ledger
-from payments_api.models import payment as payments
-from payments_api.models import user as users
+from payments_api.models import event as event_store
+from payments_api.models import ledger as ledger_store
+from payments_api.models import payment as payment_store
+from payments_api.models import user as user_store
 from payments_api.models.event import Event
-from payments_api.models.payment import Payment
+from payments_api.models.payment import Payment, Transition
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayResult
@@ -93,7 +94,7 @@ class SettlementService:
         self.metrics = metrics
 
     async def _current(self, payment_id: str) -> Payment:
-        current = await payments.find_by_id(self.db, payment_id)
+        current = await payment_store.find_by_id(self.db, payment_id)
         if current is None:
             raise LookupError(f"payment {payment_id} vanished")
         return current
@@ -116,17 +117,18 @@ class SettlementService:
     async def complete(self, payment: Payment, transaction_id: str | None) -> Payment:
         """pending → completed, with the `payment` ledger record, the event and the stats."""
         now = utcnow()
-        expected = payment.next_state(
+        change = Transition.of(
+            payment,
             now,
             status=PaymentStatus.COMPLETED,
             transaction_id=transaction_id,
             completed_at=now,
         )
-        event = payment_event(EventType.PAYMENT_COMPLETED, expected, now, draft=True)
+        event = payment_event(EventType.PAYMENT_COMPLETED, change.after, now, draft=True)
         try:
             async with self.db.transaction() as session:
-                await events.append(self.db, event, session)
-                await ledger.record_movement(
+                await event_store.append(self.db, event, session)
+                await ledger_store.record_movement(
                     self.db,
                     payment,
                     "payment",
@@ -136,16 +138,7 @@ class SettlementService:
                     now=now,
                     session=session,
                 )
-                updated = await self._compare_and_set(
-                    payment,
-                    {
-                        "status": PaymentStatus.COMPLETED.value,
-                        "transactionId": transaction_id,
-                        "completedAt": now,
-                    },
-                    now,
-                    session,
-                )
+                updated = await self._compare_and_set(payment, change, now, session)
                 await self._publish(updated, event, session)
         except _AlreadySettled as settled:
             return await self._lost(settled.current, event)
@@ -165,25 +158,25 @@ class SettlementService:
         """pending → failed: the daily-limit hold is given back and the event written. A
         failure no gateway "no" stands behind is watched for a late charge for 24 hours."""
         now = utcnow()
-        changes: dict[str, object] = {
-            "status": PaymentStatus.FAILED.value,
-            "failureCode": failure_code,
-            "failureMessage": failure_message,
-        }
+        watch: dict[str, Any] = {}
         if failure_code in UNANSWERED_FAILURES:
-            changes["nextRecheckAt"] = now + self.first_recheck_after
-            changes["recheckUntil"] = now + RECHECK_FOR
-        expected = payment.next_state(
+            watch = {
+                "next_recheck_at": now + self.first_recheck_after,
+                "recheck_until": now + RECHECK_FOR,
+            }
+        change = Transition.of(
+            payment,
             now,
             status=PaymentStatus.FAILED,
             failure_code=failure_code,
             failure_message=failure_message,
+            **watch,
         )
-        event = payment_event(EventType.PAYMENT_FAILED, expected, now, draft=True)
+        event = payment_event(EventType.PAYMENT_FAILED, change.after, now, draft=True)
         try:
             async with self.db.transaction() as session:
-                await events.append(self.db, event, session)
-                updated = await self._compare_and_set(payment, changes, now, session)
+                await event_store.append(self.db, event, session)
+                updated = await self._compare_and_set(payment, change, now, session)
                 await self._publish(updated, event, session)
         except _AlreadySettled as settled:
             return await self._lost(settled.current, event)
@@ -206,11 +199,13 @@ class SettlementService:
         happens once."""
         if payment.status == PaymentStatus.FAILED:
             await self.limits.release(payment, session)
-            await ledger.discard(self.db, "payment", payment.id, session)
-            await events.discard_drafts(self.db, payment.id, keep=event.dedupe_key, session=session)
-        published = await events.publish_draft(self.db, event.dedupe_key, session)
+            await ledger_store.discard(self.db, "payment", payment.id, session)
+            await event_store.discard_drafts(
+                self.db, payment.id, keep=event.dedupe_key, session=session
+            )
+        published = await event_store.publish_draft(self.db, event.dedupe_key, session)
         if published and event.type == EventType.PAYMENT_COMPLETED:
-            await users.record_completed_payment(
+            await user_store.record_completed_payment(
                 self.db, payment.user_id, payment.amount, event.created_at, session
             )
 
@@ -218,18 +213,18 @@ class SettlementService:
         """This step lost its compare-and-set: when another outcome won, the step's own records
         (written where there is no transaction to abort) are discarded."""
         if not _is_outcome(current, OUTCOME_OF_EVENT[EventType(event.type)]):
-            await events.discard_draft(self.db, event.dedupe_key)
+            await event_store.discard_draft(self.db, event.dedupe_key)
             if current.status == PaymentStatus.FAILED:
-                await ledger.discard(self.db, "payment", current.id)
+                await ledger_store.discard(self.db, "payment", current.id)
         return current
 
     async def recover_draft(self, draft: Event) -> None:
         """Finish or discard the draft of a step that died before it published or discarded
         it, by what the payment's state says happened; a payment still pending is left to
         the pending pass, which settles it through this same code."""
-        current = await payments.find_by_id(self.db, draft.payment_id)
+        current = await payment_store.find_by_id(self.db, draft.payment_id)
         if current is None:
-            await events.discard_draft(self.db, draft.dedupe_key)
+            await event_store.discard_draft(self.db, draft.dedupe_key)
             return
         if current.status == PaymentStatus.PENDING:
             return
@@ -244,21 +239,21 @@ class SettlementService:
             logger.warning("discarded the records of a losing step", paymentId=current.id)
 
     async def _compare_and_set(
-        self, payment: Payment, changes: dict[str, object], now: datetime, session: Session
+        self, payment: Payment, change: Transition, now: datetime, session: Session
     ) -> Payment:
         """pending → the new state, or `_AlreadySettled` (which aborts the transaction, where
         there is one) when another settler got there first."""
-        updated = await payments.update_where(
-            self.db, payment.id, PENDING, {"$set": changes}, now=now, session=session
+        updated = await payment_store.update_where(
+            self.db, payment.id, PENDING, change.update, now=now, session=session
         )
         if updated is not None:
             return updated
         current = await self._current(payment.id)
-        if current.status != changes["status"]:
+        if current.status != change.after.status:
             logger.error(
                 "settlement disagrees with an earlier one",
                 paymentId=payment.id,
-                wanted=changes["status"],
+                wanted=change.after.status,
                 found=current.status,
             )
         raise _AlreadySettled(current)

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from payments_api.config.database import Database
 from payments_api.config.redis import COMMAND_TIMEOUT_SECONDS
-from payments_api.models import user as users
+from payments_api.models import user as user_store
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.utils.clock import iso_utc, utcnow
 from payments_api.utils.logger import get_logger
@@ -48,7 +48,7 @@ class StatsService:
         cached = {str(field): str(value) for field, value in raw.items()}
         if cached:
             return cached
-        user = await users.find_by_id(self.db, user_id)
+        user = await user_store.find_by_id(self.db, user_id)
         if user is None:
             return {}
         totals = {

@@ -12,7 +12,7 @@ from payments_api.config.constants import ADMIN_EXIT_LEASE_SECONDS, Role
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import ConflictError, NotFoundError, UnauthorizedError
-from payments_api.models import user as users
+from payments_api.models import user as user_store
 from payments_api.models.user import User
 from payments_api.services.passwords import hash_password
 from payments_api.services.stats import StatsService
@@ -21,12 +21,24 @@ from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
 
 
-def _email_taken() -> ConflictError:
-    return ConflictError("EMAIL_ALREADY_REGISTERED", "This email is already registered")
+class EmailAlreadyRegistered(ConflictError):
+    code = "EMAIL_ALREADY_REGISTERED"
+    message = "This email is already registered"
 
 
-def _phone_taken() -> ConflictError:
-    return ConflictError("PHONE_ALREADY_REGISTERED", "This phone number is already registered")
+class PhoneAlreadyRegistered(ConflictError):
+    code = "PHONE_ALREADY_REGISTERED"
+    message = "This phone number is already registered"
+
+
+class LastAdmin(ConflictError):
+    code = "LAST_ADMIN"
+    message = "This change would leave no active admin"
+
+
+class UserNotFound(NotFoundError):
+    code = "USER_NOT_FOUND"
+    message = "User not found"
 
 
 def _conflict_for(exc: DuplicateKeyError) -> ConflictError:
@@ -40,11 +52,9 @@ def _conflict_for(exc: DuplicateKeyError) -> ConflictError:
         index = re.search(r"index: (\S+)", str(exc))
         phone_indexes = ("phone_unique", "phone_key_unique")
         fields = {"phoneNumber"} if index and index.group(1) in phone_indexes else set()
-    return _phone_taken() if fields & {"phoneNumber", "phoneKey"} else _email_taken()
-
-
-def _last_admin() -> ConflictError:
-    return ConflictError("LAST_ADMIN", "This change would leave no active admin")
+    if fields & {"phoneNumber", "phoneKey"}:
+        return PhoneAlreadyRegistered()
+    return EmailAlreadyRegistered()
 
 
 def _may_take_an_admin_away(changes: dict[str, Any]) -> bool:
@@ -72,11 +82,11 @@ class UserService:
         phone_number: str | None,
         role: Role = Role.USER,
     ) -> User:
-        if await users.exists_with(self.db, "email", email):
-            raise _email_taken()
+        if await user_store.exists_with(self.db, "email", email):
+            raise EmailAlreadyRegistered()
         key = phone_key(phone_number) if phone_number else None
-        if key and await users.exists_with(self.db, "phoneKey", key):
-            raise _phone_taken()
+        if key and await user_store.exists_with(self.db, "phoneKey", key):
+            raise PhoneAlreadyRegistered()
         now = utcnow()
         user = User(
             id=ids.user_id(),
@@ -91,7 +101,7 @@ class UserService:
             updated_at=now,
         )
         try:
-            await users.insert(self.db, user)
+            await user_store.insert(self.db, user)
         except DuplicateKeyError as exc:
             # Two registrations raced past the checks above; the unique index decided.
             raise _conflict_for(exc) from exc
@@ -99,14 +109,14 @@ class UserService:
         return user
 
     async def get(self, user_id: str) -> User:
-        user = await users.find_by_id(self.db, user_id)
+        user = await user_store.find_by_id(self.db, user_id)
         if user is None:
-            raise NotFoundError("USER_NOT_FOUND", "User not found")
+            raise UserNotFound()
         return user
 
     async def get_authenticated(self, user_id: str) -> User:
         """The user behind a valid token; a token for a user that does not exist is a 401."""
-        user = await users.find_by_id(self.db, user_id)
+        user = await user_store.find_by_id(self.db, user_id)
         if user is None:
             raise UnauthorizedError(message="Invalid or expired token")
         return user
@@ -120,9 +130,9 @@ class UserService:
         if _may_take_an_admin_away(changes):
             user = await self._update_keeping_an_admin(user_id, stored)
         else:
-            found = await users.update(self.db, user_id, stored)
+            found = await user_store.update(self.db, user_id, stored)
             if found is None:
-                raise NotFoundError("USER_NOT_FOUND", "User not found")
+                raise UserNotFound()
             user = found
         await self.stats.invalidate(user_id)  # the cached stats carry the daily limit
         log_business_event(
@@ -135,23 +145,23 @@ class UserService:
         under any concurrency (the guard is described in models/user.py)."""
         exit_id = ids.ulid()
         lease_until = utcnow() + timedelta(seconds=ADMIN_EXIT_LEASE_SECONDS)
-        current = await users.record_pending_exit(self.db, user_id, exit_id, lease_until)
+        current = await user_store.record_pending_exit(self.db, user_id, exit_id, lease_until)
         if current is None:
-            raise NotFoundError("USER_NOT_FOUND", "User not found")
+            raise UserNotFound()
         try:
-            if (
-                current.is_admin
-                and current.is_active
-                and not await users.another_admin_stays(self.db, user_id, utcnow())
+            if current.is_active_admin and not await user_store.another_admin_stays(
+                self.db, user_id, utcnow()
             ):
-                raise _last_admin()
-            updated = await users.apply_pending_exit(self.db, user_id, exit_id, stored, utcnow())
+                raise LastAdmin()
+            updated = await user_store.apply_pending_exit(
+                self.db, user_id, exit_id, stored, utcnow()
+            )
             if updated is None:
                 # The lease ran out first: another change may have counted on this admin
                 # meanwhile, so this one can no longer vouch for the admin left behind.
-                raise _last_admin()
+                raise LastAdmin()
         except BaseException:
-            await users.drop_pending_exit(self.db, user_id, exit_id)
+            await user_store.drop_pending_exit(self.db, user_id, exit_id)
             raise
         return updated
 
@@ -163,7 +173,7 @@ class UserService:
         if not email or password is None:
             return
         email = email.strip().lower()
-        if await users.exists_with(self.db, "email", email):
+        if await user_store.exists_with(self.db, "email", email):
             return
         try:
             await self.register(

@@ -44,7 +44,7 @@ def new_lock_token() -> str:
     return secrets.token_hex(16)
 
 
-def split_versioned(raw: Any) -> str | None:
+def versioned_payload(raw: Any) -> str | None:
     """The payload of a "<version>|<payload>" entry."""
     if not isinstance(raw, str):
         return None

@@ -7,14 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from payments_api.controllers import events as controller
+from payments_api.errors import ForbiddenError, UnauthorizedError, ValidationFailed
 from payments_api.middleware.auth import Admin, ServicesDep
-from payments_api.schemas.common import error_responses
+from payments_api.schemas.errors import error_responses
 from payments_api.schemas.events import EventListEnvelope, RedeliverEnvelope
+from payments_api.services.events import EventNotFound
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
 
-@router.get("", response_model=EventListEnvelope, responses=error_responses(401, 403, 422))
+@router.get(
+    "",
+    response_model=EventListEnvelope,
+    responses=error_responses(UnauthorizedError, ForbiddenError, ValidationFailed),
+)
 async def list_events(
     payment_id: Annotated[str, Query(alias="paymentId", min_length=1, max_length=64)],
     _admin: Admin,
@@ -27,7 +33,7 @@ async def list_events(
     "/{eventId}/redeliver",
     status_code=202,
     response_model=RedeliverEnvelope,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(UnauthorizedError, ForbiddenError, EventNotFound, ValidationFailed),
 )
 async def redeliver_event(
     event_id: Annotated[str, Path(alias="eventId", max_length=64)],

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Path
 
 from payments_api.controllers import merchants as controller
 from payments_api.controllers import payments as payments_controller
-from payments_api.controllers.payments import History
+from payments_api.controllers.history_query import History
+from payments_api.errors import ForbiddenError, UnauthorizedError, ValidationFailed
 from payments_api.middleware.auth import Admin, AnyCaller, CurrentMerchant, ServicesDep
-from payments_api.schemas.common import JSON_BODY, error_responses
+from payments_api.schemas.errors import JSON_BODY, error_responses
 from payments_api.schemas.merchants import (
     MerchantCreate,
     MerchantCreatedEnvelope,
@@ -18,6 +19,7 @@ from payments_api.schemas.merchants import (
     MerchantPublicEnvelope,
 )
 from payments_api.schemas.payments import PaymentListEnvelope
+from payments_api.services.merchants import MerchantNotFound
 
 router = APIRouter(prefix="/api/v1/merchants", tags=["merchants"])
 
@@ -26,7 +28,7 @@ router = APIRouter(prefix="/api/v1/merchants", tags=["merchants"])
     "",
     status_code=201,
     response_model=MerchantCreatedEnvelope,
-    responses=error_responses(*JSON_BODY, 401, 403),
+    responses=error_responses(*JSON_BODY, UnauthorizedError, ForbiddenError),
 )
 async def create_merchant(
     body: MerchantCreate, admin: Admin, services: ServicesDep
@@ -34,7 +36,11 @@ async def create_merchant(
     return await controller.create(services, body, admin)
 
 
-@router.get("/me", response_model=MerchantEnvelope, responses=error_responses(401, 403))
+@router.get(
+    "/me",
+    response_model=MerchantEnvelope,
+    responses=error_responses(UnauthorizedError, ForbiddenError),
+)
 async def get_my_merchant(merchant: CurrentMerchant) -> MerchantEnvelope:
     return controller.me(merchant)
 
@@ -42,7 +48,7 @@ async def get_my_merchant(merchant: CurrentMerchant) -> MerchantEnvelope:
 @router.get(
     "/{merchantId}",
     response_model=MerchantPublicEnvelope,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(UnauthorizedError, MerchantNotFound, ValidationFailed),
 )
 async def get_merchant(
     merchant_id: Annotated[str, Path(alias="merchantId")],
@@ -55,7 +61,7 @@ async def get_merchant(
 @router.get(
     "/me/payments",
     response_model=PaymentListEnvelope,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(UnauthorizedError, ForbiddenError, ValidationFailed),
 )
 async def list_my_payments(
     merchant: CurrentMerchant, services: ServicesDep, query: History

@@ -7,9 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request, Response
 
 from payments_api.controllers import payments as controller
-from payments_api.controllers.payments import History
+from payments_api.controllers.cached_read import PAYMENTS_PREFIX, ROUTE_PATH
+from payments_api.controllers.history_query import History
+from payments_api.controllers.idempotency_keys import (
+    InvalidIdempotencyKey,
+    MissingIdempotencyKey,
+    idempotency_key_parameter,
+)
+from payments_api.errors import ForbiddenError, UnauthorizedError, ValidationFailed
 from payments_api.middleware.auth import AnyCaller, CurrentUser, ServicesDep
-from payments_api.schemas.common import JSON_BODY, error_responses
+from payments_api.schemas.errors import JSON_BODY, error_responses
 from payments_api.schemas.payments import (
     CancelEnvelope,
     CancelRequest,
@@ -21,8 +28,34 @@ from payments_api.schemas.payments import (
     RefundListEnvelope,
     RefundRequest,
 )
+from payments_api.services.auth import UserInactive
+from payments_api.services.cancellations import (
+    CancelGatewayUnavailable,
+    CancelNotConfirmed,
+    PaymentNotCancellable,
+)
+from payments_api.services.daily_limits import DailyLimitExceeded
+from payments_api.services.idempotency import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    IdempotencyStoreUnavailable,
+)
+from payments_api.services.merchants import MerchantNotFound
+from payments_api.services.payment_reads import PaymentNotFound
+from payments_api.services.payments import (
+    AmountTooLarge,
+    PaymentDeclined,
+    PaymentGatewayUnavailable,
+    PaymentNotProcessed,
+)
+from payments_api.services.refunds import (
+    PaymentNotRefundable,
+    RefundExceedsAvailable,
+    RefundGatewayUnavailable,
+    RefundNotAllowed,
+)
 
-router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
+router = APIRouter(prefix=PAYMENTS_PREFIX, tags=["payments"])
 
 PaymentId = Annotated[str, Path(alias="paymentId")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", include_in_schema=False)]
@@ -36,9 +69,26 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", include_i
     responses={
         200: {"model": PaymentReplayEnvelope, "description": "Idempotent replay"},
         202: {"model": PaymentEnvelope, "description": "Outcome unknown yet: poll the payment"},
-        **error_responses(*JSON_BODY, 401, 402, 403, 404, 409, 503),
+        **error_responses(
+            *JSON_BODY,
+            MissingIdempotencyKey,
+            InvalidIdempotencyKey,
+            UnauthorizedError,
+            PaymentDeclined,
+            ForbiddenError,
+            UserInactive,
+            MerchantNotFound,
+            PaymentNotFound,
+            IdempotencyKeyInUse,
+            IdempotencyKeyReused,
+            AmountTooLarge,
+            DailyLimitExceeded,
+            PaymentGatewayUnavailable,
+            PaymentNotProcessed,
+            IdempotencyStoreUnavailable,
+        ),
     },
-    openapi_extra={"parameters": [controller.idempotency_key_parameter(required=True)]},
+    openapi_extra={"parameters": [idempotency_key_parameter(required=True)]},
 )
 async def create_payment(
     body: PaymentCreate,
@@ -50,7 +100,11 @@ async def create_payment(
     return await controller.create(services, user, body, idempotency_key, response)
 
 
-@router.get("", response_model=PaymentListEnvelope, responses=error_responses(401, 403, 422))
+@router.get(
+    "",
+    response_model=PaymentListEnvelope,
+    responses=error_responses(UnauthorizedError, ForbiddenError, ValidationFailed),
+)
 async def list_payments(
     user: CurrentUser, services: ServicesDep, query: History
 ) -> PaymentListEnvelope:
@@ -58,7 +112,9 @@ async def list_payments(
 
 
 @router.get(
-    "/{paymentId}", response_model=PaymentEnvelope, responses=error_responses(401, 404, 422)
+    ROUTE_PATH,
+    response_model=PaymentEnvelope,
+    responses=error_responses(UnauthorizedError, PaymentNotFound, ValidationFailed),
 )
 async def get_payment(
     payment_id: PaymentId, caller: AnyCaller, services: ServicesDep, request: Request
@@ -71,7 +127,15 @@ async def get_payment(
 @router.post(
     "/{paymentId}/cancel",
     response_model=CancelEnvelope,
-    responses=error_responses(*JSON_BODY, 401, 403, 404, 409, 503),
+    responses=error_responses(
+        *JSON_BODY,
+        UnauthorizedError,
+        ForbiddenError,
+        PaymentNotFound,
+        PaymentNotCancellable,
+        CancelNotConfirmed,
+        CancelGatewayUnavailable,
+    ),
 )
 async def cancel_payment(
     payment_id: PaymentId, body: CancelRequest, user: CurrentUser, services: ServicesDep
@@ -84,9 +148,21 @@ async def cancel_payment(
     response_model=RefundEnvelope,
     responses={
         202: {"model": RefundEnvelope, "description": "Outcome unknown yet"},
-        **error_responses(*JSON_BODY, 401, 403, 404, 409, 503),
+        **error_responses(
+            *JSON_BODY,
+            InvalidIdempotencyKey,
+            UnauthorizedError,
+            RefundNotAllowed,
+            PaymentNotFound,
+            PaymentNotRefundable,
+            IdempotencyKeyInUse,
+            IdempotencyKeyReused,
+            RefundExceedsAvailable,
+            RefundGatewayUnavailable,
+            IdempotencyStoreUnavailable,
+        ),
     },
-    openapi_extra={"parameters": [controller.idempotency_key_parameter(required=False)]},
+    openapi_extra={"parameters": [idempotency_key_parameter(required=False)]},
 )
 async def refund_payment(
     payment_id: PaymentId,
@@ -102,7 +178,7 @@ async def refund_payment(
 @router.get(
     "/{paymentId}/refunds",
     response_model=RefundListEnvelope,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(UnauthorizedError, PaymentNotFound, ValidationFailed),
 )
 async def list_refunds(
     payment_id: PaymentId, caller: AnyCaller, services: ServicesDep

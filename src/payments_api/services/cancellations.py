@@ -1,0 +1,165 @@
+"""Cancelling a payment: completed (nothing refunded) → cancelled, the whole charge returned at
+the gateway and the amount released from the daily limit.
+
+The full amount is reserved on `refundedAmount` first (listed in `pendingRefunds` under
+CANCEL_REFERENCE), so a racing refund finds nothing left to take; the gateway's yes finishes
+the cancel, its no gives the reservation back, and no answer leaves it for reconciliation.
+"""
+
+from __future__ import annotations
+
+from payments_api.config.constants import EventType, PaymentStatus
+from payments_api.config.database import Database
+from payments_api.errors import ConflictError, ServiceUnavailableError
+from payments_api.models import event as event_store
+from payments_api.models import ledger as ledger_store
+from payments_api.models import payment as payment_store
+from payments_api.models.payment import Payment, PendingRefund, Transition
+from payments_api.services.daily_limits import DailyLimitService
+from payments_api.services.events import payment_event
+from payments_api.services.gateway import GatewayClient
+from payments_api.services.payment_cache import PaymentCache
+from payments_api.services.payment_reads import PaymentNotFound
+from payments_api.services.stats import StatsService
+from payments_api.utils.clock import utcnow
+from payments_api.utils.logger import log_business_event
+
+CANCEL_REFERENCE = "cancel"
+"""The `refundId` a cancel's reservation is listed under in `pendingRefunds`."""
+
+
+class PaymentNotCancellable(ConflictError):
+    code = "PAYMENT_NOT_CANCELLABLE"
+    message = "Only a completed payment with nothing refunded can be cancelled"
+
+
+class CancelNotConfirmed(ServiceUnavailableError):
+    """The gateway's answer was lost: the cancel stays reserved; a retry (or reconciliation)
+    asks again."""
+
+    code = "GATEWAY_UNAVAILABLE"
+    message = "The gateway did not confirm the cancellation; retry"
+
+
+class CancelGatewayUnavailable(ServiceUnavailableError):
+    code = "GATEWAY_UNAVAILABLE"
+    message = "The payment gateway could not be reached; nothing was charged"
+
+
+class CancelService:
+    def __init__(
+        self,
+        db: Database,
+        gateway: GatewayClient,
+        limits: DailyLimitService,
+        cache: PaymentCache,
+        stats: StatsService,
+    ) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.limits = limits
+        self.cache = cache
+        self.stats = stats
+
+    async def cancel(self, user_id: str, payment_id: str, reason: str) -> Payment:
+        """The user's own completed payment, cancelled: reserved, asked of the gateway, then
+        finished or given back by its answer."""
+        payment = await payment_store.find_by_id(self.db, payment_id)
+        if payment is None or payment.user_id != user_id:
+            raise PaymentNotFound()
+        if not any(p.refund_id == CANCEL_REFERENCE for p in payment.pending_refunds):
+            payment = await self._reserve(payment, reason)
+        result = await self.gateway.cancel(payment_id)
+        if result.outcome == "approved":
+            return await self.finish_cancel(payment, reason)
+        if result.outcome == "unknown":
+            raise CancelNotConfirmed()
+        await self.undo_cancel(payment)
+        if result.outcome == "unreachable":
+            raise CancelGatewayUnavailable()
+        raise PaymentNotCancellable()
+
+    async def _reserve(self, payment: Payment, reason: str) -> Payment:
+        """The whole amount reserved for the cancel, if the payment is still completed with
+        nothing refunded."""
+        reserved = await payment_store.update_where(
+            self.db,
+            payment.id,
+            {"status": PaymentStatus.COMPLETED.value, "refundedAmount": 0},
+            {
+                "$set": {"refundedAmount": payment.amount},
+                "$push": {
+                    "pendingRefunds": PendingRefund(
+                        refund_id=CANCEL_REFERENCE, amount=payment.amount, reason=reason
+                    ).to_mongo()
+                },
+            },
+            now=utcnow(),
+        )
+        if reserved is None:
+            raise PaymentNotCancellable()
+        return reserved
+
+    async def finish_cancel(self, payment: Payment, reason: str) -> Payment:
+        """Record the gateway's yes to a cancel (also used by reconciliation). The ledger
+        record, the event and the hold release come first, each written at most once, and the
+        state change last: a step that dies half-way keeps its pending cancel, which
+        reconciliation finishes without writing anything twice."""
+        now = utcnow()
+        change = Transition.of(
+            payment,
+            now,
+            ends_reservation=CANCEL_REFERENCE,
+            status=PaymentStatus.CANCELLED,
+            cancel_reason=reason,
+            cancelled_at=now,
+        )
+        async with self.db.transaction() as session:
+            await ledger_store.record_movement(
+                self.db,
+                payment,
+                "cancel",
+                reference=payment.id,
+                amount=payment.amount,
+                description=f"Cancellation: {reason}",
+                now=now,
+                session=session,
+            )
+            await event_store.append(
+                self.db, payment_event(EventType.PAYMENT_CANCELLED, change.after, now), session
+            )
+            await self.limits.release(payment, session)
+            updated = await payment_store.update_where(
+                self.db,
+                payment.id,
+                {"pendingRefunds.refundId": CANCEL_REFERENCE},
+                change.update,
+                now=now,
+                session=session,
+            )
+            if updated is None:  # a concurrent retry finished it
+                current = await payment_store.find_by_id(self.db, payment.id, session)
+                if current is None or current.status != PaymentStatus.CANCELLED:
+                    raise PaymentNotCancellable()
+                return current
+        await self.cache.put(updated)
+        await self.stats.invalidate(payment.user_id)
+        log_business_event(
+            "payment cancelled", paymentId=payment.id, userId=payment.user_id, amount=payment.amount
+        )
+        return updated
+
+    async def undo_cancel(self, payment: Payment) -> None:
+        """Give back the cancel's reservation after the gateway's no."""
+        restored = await payment_store.update_where(
+            self.db,
+            payment.id,
+            {"pendingRefunds.refundId": CANCEL_REFERENCE},
+            {
+                "$set": {"refundedAmount": 0},
+                "$pull": {"pendingRefunds": {"refundId": CANCEL_REFERENCE}},
+            },
+            now=utcnow(),
+        )
+        if restored is not None:
+            await self.cache.put(restored)

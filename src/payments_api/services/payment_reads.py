@@ -1,0 +1,104 @@
+"""Reading payments: one payment (from the read cache when it is there) and the histories.
+
+Who may read a payment: its payer (the user), its payee (the merchant) and an active admin.
+Anyone else is told it does not exist, so that payment ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from payments_api.config.database import Database
+from payments_api.errors import NotFoundError
+from payments_api.models import payment as payment_store
+from payments_api.models import user as user_store
+from payments_api.models.payment import Payment
+from payments_api.services.auth import Principal
+from payments_api.services.payment_cache import PaymentCache, cache_key
+from payments_api.utils.cache import versioned_payload
+
+
+class PaymentNotFound(NotFoundError):
+    code = "PAYMENT_NOT_FOUND"
+    message = "Payment not found"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    page: int
+    limit: int
+    status: str | None
+    start: datetime | None
+    end: datetime | None
+
+
+def is_payer_or_payee(principal: Principal, user_id: str, merchant_id: str) -> bool:
+    """The payment's own user or its merchant (admins may read too, but that needs a lookup)."""
+    if principal.kind == "merchant":
+        return principal.id == merchant_id
+    return principal.id == user_id
+
+
+class PaymentReadService:
+    def __init__(self, db: Database, cache: PaymentCache) -> None:
+        self.db = db
+        self.cache = cache
+
+    async def _may_read(self, principal: Principal, user_id: str, merchant_id: str) -> bool:
+        if is_payer_or_payee(principal, user_id, merchant_id):
+            return True
+        if principal.kind == "merchant":
+            return False
+        user = await user_store.find_by_id(self.db, principal.id)
+        return user is not None and user.is_active_admin
+
+    async def read_json(
+        self, principal: Principal, payment_id: str, prefetched: dict[str, Any] | None = None
+    ) -> str:
+        """The contract's payment object as JSON: from the cache when it is there (for its
+        owner or merchant, no database and no re-serialisation), else from the database, then
+        cached. `prefetched` holds cache entries already read in this request's round trip."""
+        key = cache_key(payment_id)
+        if prefetched is not None and key in prefetched:
+            cached = versioned_payload(prefetched[key])
+        else:
+            cached = await self.cache.get(payment_id)
+        if cached is not None:
+            owners: dict[str, Any] = json.loads(cached)
+            if await self._may_read(principal, owners["userId"], owners["merchantId"]):
+                return cached
+            raise PaymentNotFound()
+        payment = await self.get_for_reader(principal, payment_id)
+        return await self.cache.put(payment)
+
+    async def get_for_reader(self, principal: Principal, payment_id: str) -> Payment:
+        payment = await payment_store.find_by_id(self.db, payment_id)
+        if payment is None or not await self._may_read(
+            principal, payment.user_id, payment.merchant_id
+        ):
+            raise PaymentNotFound()
+        return payment
+
+    async def history(
+        self, *, user_id: str | None = None, merchant_id: str | None = None, query: HistoryQuery
+    ) -> tuple[list[Payment], int]:
+        filters: dict[str, Any] = {}
+        if user_id is not None:
+            filters["userId"] = user_id
+        if merchant_id is not None:
+            filters["merchantId"] = merchant_id
+        if query.status:
+            filters["status"] = query.status
+        created: dict[str, datetime] = {}
+        if query.start:
+            created["$gte"] = query.start
+        if query.end:
+            created["$lte"] = query.end
+        if created:
+            filters["createdAt"] = created
+        return await payment_store.find_page(
+            self.db, filters, skip=(query.page - 1) * query.limit, limit=query.limit
+        )
