@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -37,6 +37,9 @@ from payments_api.worker import run_loops
 
 logger = get_logger("app")
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+"""What `FastAPI(lifespan=…)` takes: a context around the app's running life."""
+
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
     """The API. With `run_worker`, the worker loops (event delivery, reconciliation) run in
@@ -44,6 +47,31 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.app_env)
     metrics = Metrics()
+    app = FastAPI(
+        title="payments-api",
+        version=__version__,
+        description="Payments, refunds and merchants for mobile and web clients.",
+        lifespan=_lifespan(settings, metrics, run_worker=run_worker),
+        middleware=_middleware(settings, metrics),
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        # A slash redirect is built from `Host`, which the client chose: a trailing slash is a
+        # 404 like any other unknown path, and no answer ever names the request's host.
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.started_at = time.monotonic()
+    register_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1.router)
+    openapi.install(app)
+    return app
+
+
+def _lifespan(settings: Settings, metrics: Metrics, *, run_worker: bool) -> Lifespan:
+    """Open the services (and with `run_worker` start the worker loops) when the app starts;
+    on shutdown stop the loops, let them finish their pass, and close the services."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,8 +101,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             await services.aclose()
             logger.info("payments-api stopped")
 
-    # Outermost first: the order a request passes through them.
-    middleware = [
+    return lifespan
+
+
+def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    """The ASGI middleware stack, outermost first: the order a request passes through them.
+    Each one wraps those after it (the request id and the access log, outermost, see every
+    answer, the rate limiter's and the body limit's included), so the order is behaviour."""
+    return [
         Middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies),
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(SecurityHeadersMiddleware),
@@ -87,26 +121,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         Middleware(CachedPaymentReadMiddleware),
         Middleware(UnhandledErrorMiddleware),
     ]
-    app = FastAPI(
-        title="payments-api",
-        version=__version__,
-        description="Payments, refunds and merchants for mobile and web clients.",
-        lifespan=lifespan,
-        middleware=middleware,
-        docs_url="/docs",
-        redoc_url=None,
-        openapi_url="/openapi.json",
-        # A slash redirect is built from `Host`, which the client chose: a trailing slash is a
-        # 404 like any other unknown path, and no answer ever names the request's host.
-        redirect_slashes=False,
-    )
-    app.state.settings = settings
-    app.state.started_at = time.monotonic()
-    register_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(v1.router)
-    openapi.install(app)
-    return app
 
 
 def _sandbox_transport(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTransport | None:

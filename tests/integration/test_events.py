@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from payments_api.app import create_app
 from payments_api.config.settings import Settings
 from payments_api.models import event as events_model
-from payments_api.services import events as events_service
 from payments_api.services.events import STREAM, EventDispatcher
+from payments_api.utils import workers
 from payments_api.utils.clock import utcnow
 from tests.fixtures.apps import CLIENT_PEER, serve
 from tests.fixtures.factories import admin_headers, create_merchant, register_user
@@ -403,7 +403,7 @@ async def test_a_dead_dispatchers_lease_is_taken_over_only_after_it_expires(
     # Whole seconds (the store keeps milliseconds), once the event is due.
     claimed_at = (event["nextAttemptAt"] + timedelta(seconds=1)).replace(microsecond=0)
     clock = Clock(claimed_at)
-    lease = timedelta(seconds=events_service.LEASE_SECONDS)
+    lease = timedelta(seconds=workers.LEASE_SECONDS)
     assert lease < timedelta(seconds=20)  # the contract: a dead holder's work taken over in 20 s
     db = app.state.services.database
     held_webhooks = HeldWebhooks()

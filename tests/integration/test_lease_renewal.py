@@ -21,12 +21,11 @@ from redis.asyncio import Redis
 from payments_api.config.redis import create_redis
 from payments_api.config.settings import Settings
 from payments_api.errors import ConflictError
-from payments_api.services import events as events_service
-from payments_api.services import reconciliation as reconciliation_service
 from payments_api.services.events import EventDispatcher
 from payments_api.services.idempotency import IdempotencyService, KeyLock, StoredResult
 from payments_api.services.reconciliation import Reconciler
-from payments_api.utils.clock import utcnow
+from payments_api.utils import workers
+from payments_api.utils.clock import as_utc, utcnow
 from tests.fixtures.apps import running
 from tests.fixtures.factories import create_merchant, register_user
 from tests.fixtures.payments import (
@@ -85,8 +84,8 @@ async def test_an_event_lease_is_renewed_while_its_delivery_runs_so_no_one_else_
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(events_service, "LEASE_SECONDS", LEASE)
-    monkeypatch.setattr(events_service, "BATCH", 1)  # one event per pass: this one
+    monkeypatch.setattr(workers, "LEASE_SECONDS", LEASE)
+    monkeypatch.setattr(workers, "BATCH", 1)  # one event per pass: this one
     merchant = await create_merchant(client, webhookUrl=receiver.url)
     user = await register_user(client)
     payment = await pay(client, user, merchant.merchant_id, 7_000)
@@ -99,6 +98,11 @@ async def test_an_event_lease_is_renewed_while_its_delivery_runs_so_no_one_else_
     try:
         assert await wait_for(lambda: receiver.connections >= 1)
         claimed_at = latest_try = utcnow()
+        held = await stored(app, "events", event["_id"])
+        # The shortened lease is the one in force: with the production one, no one could take
+        # the event over in the time below whether it was renewed or not.
+        assert held["lockedBy"] == "dispatcher-a"
+        assert as_utc(held["lockedUntil"]) <= utcnow() + timedelta(seconds=LEASE)
         for _ in range(STEPS):  # until the receiver answers, LEASE * 3 from now
             if delivering.done():
                 break
@@ -139,7 +143,7 @@ async def left_pending(app: FastAPI, client: httpx.AsyncClient) -> str:
 async def test_a_reconciliation_lease_is_renewed_while_its_payment_is_handled_then_left(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reconciliation_service, "LEASE_SECONDS", LEASE)
+    monkeypatch.setattr(workers, "LEASE_SECONDS", LEASE)
     async with running(make_settings(gateway_timeout_seconds=60)) as (app, client):
         await held_reconciliation_keeps_its_lease(app, client)
 

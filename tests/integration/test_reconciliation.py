@@ -16,8 +16,7 @@ from fastapi import FastAPI
 
 from payments_api.config.settings import Settings
 from payments_api.models.refund import Refund
-from payments_api.services import reconciliation as reconciliation_service
-from payments_api.utils import ids
+from payments_api.utils import ids, workers
 from payments_api.utils.clock import utcnow
 from tests.fixtures.payments import (
     GatewayGate,
@@ -285,7 +284,7 @@ async def test_a_dead_reconcilers_lease_is_taken_over_only_after_it_expires(
         microsecond=0
     )
     clock = Clock(claimed_at)
-    lease = timedelta(seconds=reconciliation_service.LEASE_SECONDS)
+    lease = timedelta(seconds=workers.LEASE_SECONDS)
     assert lease < timedelta(seconds=20)  # the contract: a dead holder's work taken over in 20 s
     gate = GatewayGate(app)  # holds the first reconciler's lookup at the gateway
     # It dies mid-way, its lookup unanswered and its lease left behind.

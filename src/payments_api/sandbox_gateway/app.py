@@ -95,19 +95,34 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
     ledger = SandboxLedger()
     app.state.ledger = ledger
     late_charge_delay = timeout_seconds + reconcile_after_seconds + 3
+    _add_charge_routes(
+        app, ledger, timeout_seconds=timeout_seconds, late_charge_delay=late_charge_delay
+    )
+    _add_undo_routes(app, ledger)
+    _add_stats_routes(app, ledger)
+    return app
 
-    def answer_existing(existing: Charge, amount: int) -> JSONResponse:
-        if existing.status == "reversed":
-            return _refused_with(
-                409,
-                "CHARGE_REVERSED",
-                "This paymentId was reversed: it can never be charged",
-                existing,
-            )
-        if existing.amount != amount:
-            return _problem(409, "IDEMPOTENCY_CONFLICT", "paymentId reused with another amount")
-        status = 402 if existing.status == "declined" else 200
-        return JSONResponse(existing.to_json(), status_code=status)
+
+def _answer_existing(existing: Charge, amount: int) -> JSONResponse:
+    """The answer to a charge request for a paymentId the sandbox already holds."""
+    if existing.status == "reversed":
+        return _refused_with(
+            409,
+            "CHARGE_REVERSED",
+            "This paymentId was reversed: it can never be charged",
+            existing,
+        )
+    if existing.amount != amount:
+        return _problem(409, "IDEMPOTENCY_CONFLICT", "paymentId reused with another amount")
+    status = 402 if existing.status == "declined" else 200
+    return JSONResponse(existing.to_json(), status_code=status)
+
+
+def _add_charge_routes(
+    app: FastAPI, ledger: SandboxLedger, *, timeout_seconds: float, late_charge_delay: float
+) -> None:
+    """Charge (idempotent on the paymentId, answered by the amount's last three digits) and
+    look a charge up."""
 
     @app.post("/v1/charges")
     async def charge(body: ChargeRequest) -> JSONResponse:
@@ -119,7 +134,7 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
             await asyncio.sleep(late_charge_delay)
         existing = ledger.charges.get(body.payment_id)
         if existing is not None:
-            return answer_existing(existing, body.amount)
+            return _answer_existing(existing, body.amount)
         if ending == 503:
             return _problem(503, "PROCESSOR_UNAVAILABLE", "The processor is unavailable")
         if ending == 402:
@@ -149,6 +164,10 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
         if existing is None:
             return _problem(404, "CHARGE_NOT_FOUND", "No charge for this paymentId")
         return JSONResponse(existing.to_json())
+
+
+def _add_undo_routes(app: FastAPI, ledger: SandboxLedger) -> None:
+    """What takes a charge back, or makes sure it never happens: reverse, cancel, refund."""
 
     @app.post("/v1/charges/{payment_id}/reverse")
     async def reverse(payment_id: str) -> JSONResponse:
@@ -191,6 +210,11 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
         existing.refunds[body.refund_id] = body.amount
         return JSONResponse({"refundId": body.refund_id, "status": "succeeded"})
 
+
+def _add_stats_routes(app: FastAPI, ledger: SandboxLedger) -> None:
+    """What the sandbox counted (read by tests that run it as a process of its own), and its
+    health."""
+
     @app.get("/v1/stats")
     async def stats() -> dict[str, int]:
         return {
@@ -204,5 +228,3 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "healthy"}
-
-    return app

@@ -7,9 +7,7 @@ after which the event is `dead`.
 from __future__ import annotations
 
 import json
-import os
 import random
-import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +24,7 @@ from payments_api.models import merchant as merchant_store
 from payments_api.models.event import Attempt, Delivery, Event
 from payments_api.models.payment import Payment, public_view
 from payments_api.services.webhooks import post_webhook, signature_header, unsafe_reason
-from payments_api.utils import ids
+from payments_api.utils import ids, workers
 from payments_api.utils.clock import utcnow
 from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger
@@ -34,19 +32,25 @@ from payments_api.utils.metrics import Metrics
 
 logger = get_logger("events")
 
+# An event's lease (workers.LEASE_SECONDS) and the most one pass delivers (workers.BATCH) are
+# the worker loops' shared ones: utils/workers.py.
+
 STREAM = "payments:events"
+"""The Redis stream every event is published to: its name is part of the contract."""
 STREAM_MAXLEN = 100_000
-LEASE_SECONDS = 10
-"""An event's lease: renewed every third of it while its delivery runs, so the event of a
-worker that died is taken over within this (plus a loop's pause) — the contract's 20 s."""
+"""The stream is trimmed to about this many entries (approximately, which keeps trimming cheap)
+so it cannot grow Redis's memory without bound; a reader further behind than that misses the
+oldest, which the events collection still holds."""
 MAX_HOLD_SECONDS = 60
 """The longest one delivery keeps renewing its lease (publish, a 10 s webhook call, writes)."""
-BATCH = 100
 FIRST_RETRY_SECONDS = 15
+"""The first retry's delay before jitter (so 7.5-15 s): inside the contract's "first retry
+within 30 s" with room for a loop's pause. Also how long an event whose handling raised waits."""
 MAX_RETRY_SECONDS = 3600
+"""Retries back off to at most an hour apart, so a receiver that is back is reached within
+the hour."""
 RETRY_FOR = timedelta(hours=24)
-
-Clock = Callable[[], datetime]
+"""How long a delivery is retried before its event is dead: the contract's "at least 24 h"."""
 
 
 def payment_event(
@@ -92,7 +96,7 @@ class EventDispatcher:
         http: httpx.AsyncClient,
         metrics: Metrics,
         *,
-        clock: Clock = utcnow,
+        clock: workers.Clock = workers.SYSTEM_CLOCK,
         jitter: Callable[[], float] | None = None,
         worker_id: str | None = None,
     ) -> None:
@@ -103,15 +107,15 @@ class EventDispatcher:
         self.metrics = metrics
         self.clock = clock
         self.jitter = jitter or (lambda: random.uniform(0.5, 1.0))  # noqa: S311 - not crypto
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.ulid()}"
+        self.worker_id = worker_id or workers.new_worker_id()
 
     async def run_once(self) -> int:
-        """Deliver every due event (at most BATCH); the number handled."""
+        """Deliver every due event (at most workers.BATCH); the number handled."""
         handled = 0
-        while handled < BATCH:
+        while handled < workers.BATCH:
             now = self.clock()
             event = await event_store.claim_due(
-                self.db, self.worker_id, now, now + timedelta(seconds=LEASE_SECONDS)
+                self.db, self.worker_id, now, now + timedelta(seconds=workers.LEASE_SECONDS)
             )
             if event is None:
                 break
@@ -128,12 +132,12 @@ class EventDispatcher:
         """The event's lease, renewed while this worker still holds it."""
 
         async def renew() -> bool:
-            lease_until = self.clock() + timedelta(seconds=LEASE_SECONDS)
+            lease_until = self.clock() + timedelta(seconds=workers.LEASE_SECONDS)
             return await event_store.renew_lease(self.db, event.id, self.worker_id, lease_until)
 
         return LeaseKeeper(
             renew,
-            every=LEASE_SECONDS / 3,
+            every=workers.LEASE_SECONDS / 3,
             max_seconds=MAX_HOLD_SECONDS,
             what="event lease",
             eventId=event.id,

@@ -24,10 +24,8 @@ Each payment is worked on by one reconciler at a time: a lease, as for events.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from payments_api.config.constants import EventType, PaymentStatus
@@ -43,23 +41,22 @@ from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.services.settlement import SettlementService
-from payments_api.utils import ids
-from payments_api.utils.clock import utcnow
+from payments_api.utils import workers
 from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger, log_business_event
 from payments_api.utils.metrics import Metrics
 
 logger = get_logger("reconciliation")
 
-LEASE_SECONDS = 10
-"""A payment's reconciliation lease: renewed every third of it while its handling runs, so the
-payment of a reconciler that died is taken over within this plus a pass's pause (< 20 s)."""
+# A payment's reconciliation lease (workers.LEASE_SECONDS) and the most one pass takes on of
+# each kind of work (workers.BATCH) are the worker loops' shared ones: utils/workers.py.
+
 MAX_HOLD_SECONDS = 120
 """The longest the handling of one payment keeps renewing its lease (a few gateway calls)."""
-BATCH = 100
 MAX_RECHECK_INTERVAL = timedelta(hours=1)
-
-Clock = Callable[[], datetime]
+"""The longest pause between two re-checks of a failure (the pauses double from twice
+RECONCILE_AFTER_SECONDS), so a charge that lands during the 24 h watch (settlement's
+RECHECK_FOR) is found within an hour of landing."""
 
 
 class Reconciler:
@@ -73,7 +70,7 @@ class Reconciler:
         refunds: RefundSettlement,
         metrics: Metrics,
         *,
-        clock: Clock = utcnow,
+        clock: workers.Clock = workers.SYSTEM_CLOCK,
         worker_id: str | None = None,
     ) -> None:
         self.settings = settings
@@ -84,7 +81,7 @@ class Reconciler:
         self.refunds = refunds
         self.metrics = metrics
         self.clock = clock
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{ids.ulid()}"
+        self.worker_id = worker_id or workers.new_worker_id()
 
     async def run_once(self) -> int:
         """One pass; the number of payments looked at."""
@@ -94,7 +91,7 @@ class Reconciler:
             ({"pendingRefunds.0": {"$exists": True}}, self._settle_refunds),
         ]
         for query, handle in passes:
-            while handled < BATCH:
+            while handled < workers.BATCH:
                 payment = await self._claim(query)
                 if payment is None:
                     break
@@ -118,21 +115,21 @@ class Reconciler:
             older_than=now - timedelta(seconds=self.settings.reconcile_after_seconds),
             worker_id=self.worker_id,
             now=now,
-            lease_until=now + timedelta(seconds=LEASE_SECONDS),
+            lease_until=now + timedelta(seconds=workers.LEASE_SECONDS),
         )
 
     def _lease_kept(self, payment: Payment) -> LeaseKeeper:
         """The payment's lease, renewed while this reconciler still holds it."""
 
         async def renew() -> bool:
-            lease_until = self.clock() + timedelta(seconds=LEASE_SECONDS)
+            lease_until = self.clock() + timedelta(seconds=workers.LEASE_SECONDS)
             return await payment_store.renew_reconcile_lease(
                 self.db, payment.id, self.worker_id, lease_until
             )
 
         return LeaseKeeper(
             renew,
-            every=LEASE_SECONDS / 3,
+            every=workers.LEASE_SECONDS / 3,
             max_seconds=MAX_HOLD_SECONDS,
             what="reconciliation lease",
             paymentId=payment.id,
@@ -156,10 +153,10 @@ class Reconciler:
     async def _recheck_failures(self) -> int:
         """Look again for a charge behind each failure whose re-check is due."""
         checked = 0
-        while checked < BATCH:
+        while checked < workers.BATCH:
             now = self.clock()
             payment = await payment_store.claim_recheck(
-                self.db, now=now, lease_until=now + timedelta(seconds=LEASE_SECONDS)
+                self.db, now=now, lease_until=now + timedelta(seconds=workers.LEASE_SECONDS)
             )
             if payment is None:
                 break
@@ -205,7 +202,7 @@ class Reconciler:
 
     async def _recover_drafts(self) -> None:
         cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
-        for draft in await event_store.stale_drafts(self.db, cutoff, BATCH):
+        for draft in await event_store.stale_drafts(self.db, cutoff, workers.BATCH):
             try:
                 await self.settlement.recover_draft(draft)
             except Exception:
@@ -244,7 +241,7 @@ class Reconciler:
 
     async def _fail_unreserved_refunds(self) -> None:
         cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
-        for refund in await refund_store.stale_pending(self.db, cutoff, BATCH):
+        for refund in await refund_store.stale_pending(self.db, cutoff, workers.BATCH):
             payment = await payment_store.find_by_id(self.db, refund.payment_id)
             reserved = payment is not None and any(
                 p.refund_id == refund.id for p in payment.pending_refunds
