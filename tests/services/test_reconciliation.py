@@ -20,9 +20,8 @@ from payments_api.models import refund as refunds_model
 from payments_api.models.merchant import Merchant
 from payments_api.models.payment import Payment, public_view
 from payments_api.models.user import User
-from payments_api.services import reconciliation
 from payments_api.services.registry import Services
-from payments_api.utils import ids
+from payments_api.utils import ids, workers
 from tests.services.conftest import (
     Clock,
     Fault,
@@ -230,7 +229,7 @@ async def test_a_payment_the_gateway_gives_no_answer_for_stays_pending(
 
     # Once the gateway answers again, a later pass settles it.
     sandbox.faults.clear()
-    clock.now += timedelta(seconds=reconciliation.LEASE_SECONDS + 1)
+    clock.now += timedelta(seconds=workers.LEASE_SECONDS + 1)
     await reconciler_at(services, clock).run_once()
     assert (await stored(services, payment.id)).failure_code == FailureCode.NOT_CHARGED
 

@@ -435,11 +435,6 @@ async def test_the_draft_of_a_failure_that_died_and_then_lost_is_discarded(
     assert await spent(services, payment) == AMOUNT  # the completion's hold stays taken
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the retry's compare-and-set wins but publishes the dead attempt's draft, whose "
-    "payment view is the first attempt's (its completedAt and updatedAt)",
-)
 async def test_a_completion_retried_after_dying_publishes_the_payment_as_stored(
     services: Services, payment: Payment, monkeypatch: pytest.MonkeyPatch
 ) -> None:

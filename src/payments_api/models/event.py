@@ -100,11 +100,15 @@ async def for_payment(db: Database, payment_id: str) -> list[Event]:
     return [Event.from_mongo(raw) async for raw in cursor]
 
 
-async def publish_draft(db: Database, dedupe_key: str, session: Session = None) -> bool:
-    """Make the draft of a step that won deliverable; False when it was published already."""
+async def publish_draft(
+    db: Database, dedupe_key: str, data: dict[str, Any], session: Session = None
+) -> bool:
+    """Make the draft of a step that won deliverable, describing `data` (the state the step
+    stored: a draft left by an earlier attempt of the same step describes that attempt's);
+    False when it was published already."""
     result = await db[COLLECTION].update_one(
         {"dedupeKey": dedupe_key, "status": "draft"},
-        {"$set": {"status": "pending"}},
+        {"$set": {"status": "pending", "data": data}},
         session=session,
     )
     return bool(result.modified_count == 1)

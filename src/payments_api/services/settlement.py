@@ -203,7 +203,7 @@ class SettlementService:
             await event_store.discard_drafts(
                 self.db, payment.id, keep=event.dedupe_key, session=session
             )
-        published = await event_store.publish_draft(self.db, event.dedupe_key, session)
+        published = await event_store.publish_draft(self.db, event.dedupe_key, event.data, session)
         if published and event.type == EventType.PAYMENT_COMPLETED:
             await user_store.record_completed_payment(
                 self.db, payment.user_id, payment.amount, event.created_at, session
