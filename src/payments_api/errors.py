@@ -87,6 +87,12 @@ class PayloadTooLarge(AppError):
     message = "The request body is too large"
 
 
+class HeadersTooLarge(AppError):
+    status_code = 431
+    code = "HEADERS_TOO_LARGE"
+    message = "The request headers are too large"
+
+
 class UnprocessableError(AppError):
     status_code = 422
     code = "VALIDATION_ERROR"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payments_api.errors import PayloadTooLarge
 from payments_api.middleware.errors import send_error
 
 _MESSAGE = "The request body exceeds the limit of {limit} bytes"
@@ -55,5 +56,5 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         await send_error(
-            scope, send, 413, "PAYLOAD_TOO_LARGE", _MESSAGE.format(limit=self.max_bytes)
+            scope, send, PayloadTooLarge(message=_MESSAGE.format(limit=self.max_bytes))
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payments_api.errors import ForbiddenError
 from payments_api.middleware.errors import send_error
 
 ALLOWED_METHODS = b"GET, POST, PUT, DELETE, PATCH"
@@ -60,9 +61,7 @@ class CORSMiddleware:
             await send_error(
                 scope,
                 send,
-                403,
-                "FORBIDDEN",
-                "This origin is not allowed",
+                ForbiddenError(message="This origin is not allowed"),
                 headers=[(b"vary", b"Origin")],
             )
             return

@@ -77,29 +77,23 @@ def _response(
 
 
 async def send_error(
-    scope: Scope,
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    *,
-    extra: dict[str, Any] | None = None,
-    headers: Sequence[tuple[bytes, bytes]] = (),
+    scope: Scope, send: Send, error: AppError, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
-    """Answer with an error body straight from a pure ASGI middleware."""
-    body = json.dumps(error_body(scope, code, message, extra), separators=(",", ":")).encode()
+    """Answer with `error`'s body straight from a pure ASGI middleware."""
+    body = error_body(scope, error.code, error.message, error.extra)
+    encoded = json.dumps(body, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": error.status_code,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
+                (b"content-length", str(len(encoded)).encode()),
                 *headers,
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": encoded})
 
 
 async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
@@ -192,4 +186,4 @@ class UnhandledErrorMiddleware:
             logger.exception("unhandled error", method=scope["method"], path=scope["path"])
             if started:
                 raise
-            await send_error(scope, send, 500, "INTERNAL_ERROR", "An unexpected error occurred")
+            await send_error(scope, send, AppError())

@@ -20,6 +20,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payments_api.config.constants import HEADER_WHITESPACE, MAX_HEADER_BYTES, MAX_HEADER_COUNT
+from payments_api.errors import HeadersTooLarge
 from payments_api.middleware.errors import send_error
 from payments_api.utils.logger import log_security_event
 
@@ -64,11 +65,7 @@ class RequestHeadersMiddleware:
         log_security_event(
             "request headers too large", headerCount=count, headerBytes=size, path=scope["path"]
         )
+        limits = f"{self.max_count} fields and {self.max_bytes} bytes in all"
         await send_error(
-            scope,
-            send,
-            431,
-            "HEADERS_TOO_LARGE",
-            f"Request headers are limited to {self.max_count} fields and {self.max_bytes} "
-            "bytes in all",
+            scope, send, HeadersTooLarge(message=f"Request headers are limited to {limits}")
         )

@@ -21,7 +21,7 @@ from limits import RateLimitItem
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payments_api.errors import UnauthorizedError
+from payments_api.errors import TooManyRequests, UnauthorizedError
 from payments_api.middleware.errors import send_error
 from payments_api.middleware.request_context import request_state
 from payments_api.utils.logger import get_logger, log_security_event
@@ -72,10 +72,7 @@ class RateLimitMiddleware:
             await send_error(
                 scope,
                 send,
-                429,
-                "TOO_MANY_REQUESTS",
-                "Too many requests, please try again later",
-                extra={"retryAfter": reset_in},
+                TooManyRequests(extra={"retryAfter": reset_in}),
                 headers=[*headers, (b"retry-after", str(reset_in).encode())],
             )
             return

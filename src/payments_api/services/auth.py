@@ -104,7 +104,7 @@ class AuthService:
         return subject
 
     async def resolve(self, authorization: str | None) -> Principal:
-        """The caller behind an `Authorization` header, or 401."""
+        """The caller behind an `Authorization` header, or `UnauthorizedError`."""
         if not authorization:
             raise UnauthorizedError(message="Authentication required")
         scheme, _, credential = authorization.partition(" ")

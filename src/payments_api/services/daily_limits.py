@@ -43,7 +43,7 @@ class DailyLimitService:
     async def hold(
         self, *, user_id: str, day: str, payment_id: str, amount: int, limit: int
     ) -> None:
-        """Hold `amount` against the day's limit, or 422 DAILY_LIMIT_EXCEEDED. Safe under any
+        """Hold `amount` against the day's limit, or `DailyLimitExceeded`. Safe under any
         concurrency: the guard is part of the one update that changes `spent`."""
         if amount <= limit:
             for _ in range(HOLD_ATTEMPTS):

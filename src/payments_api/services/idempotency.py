@@ -1,8 +1,9 @@
 """Idempotency keys in Redis: a lock per (scope, key) while the first request runs, then its
 finished result, kept for at least 24 hours.
 
-`begin` decides in one Redis round trip: replay a finished result, refuse while in flight,
-or take the lock. The unique index on (userId, idempotencyKey) in MongoDB stays the last line
+A request uses its key through `claim` (an async context manager, see `Claim`); its `begin`
+decides in one Redis round trip: replay a finished result, refuse while in flight, or take
+the lock. The unique index on (userId, idempotencyKey) in MongoDB stays the last line
 of defence for a key that Redis forgot.
 
 The lock is short (LOCK_TTL_SECONDS) and renewed in the background from `begin` until `finish`
@@ -175,9 +176,10 @@ class IdempotencyService:
         self._renew = LuaScript(redis, _RENEW)
 
     async def begin(self, scope: str, key: str, body_fingerprint: str) -> KeyLock | StoredResult:
-        """A finished result to replay, or the lock for this request. 409 while another
-        request holds the key; 422 when a finished one had another body; 503 without Redis
-        (before anything is written)."""
+        """A finished result to replay, or the lock for this request (`claim` is how a
+        request uses these): `IdempotencyKeyInUse` while another request holds the key,
+        `IdempotencyKeyReused` when a finished one had another body,
+        `IdempotencyStoreUnavailable` without Redis (before anything is written)."""
         result_key = _result_key(scope, key)
         lock_key = f"idem:lock:{scope}:{key}"
         token = new_lock_token()
@@ -214,12 +216,12 @@ class IdempotencyService:
         still_replayable: ReplayCheck | None = None,
     ) -> AsyncIterator[Claim]:
         """The one way a request uses its Idempotency-Key: a finished request's result to
-        replay, or the key's lock until the block ends (see `Claim`). 409 while another
-        request holds the key; 422 when a finished one had another body; 503 without Redis.
+        replay, or the key's lock until the block ends (see `Claim`); refused as `begin`
+        refuses.
 
         `still_replayable` vetoes a replay whose result did not happen after all: that result
         is forgotten and the key taken afresh, once (a second such result is another retry's,
-        still settling: 409 as in flight)."""
+        still settling: in flight)."""
         claim = await self._claim(scope, key, body_fingerprint, still_replayable)
         lock = claim.lock
         if lock is None:

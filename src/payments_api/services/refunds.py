@@ -91,7 +91,8 @@ class RefundService:
         self.settlement = settlement
 
     async def _payment_for_refunder(self, principal: Principal, payment_id: str) -> Payment:
-        """The payment's merchant or an admin may refund; its owner gets 403, others 404."""
+        """The payment's merchant or an admin may refund; its owner is refused
+        (`RefundNotAllowed`), anyone else told it does not exist."""
         payment = await payment_store.find_by_id(self.db, payment_id)
         if payment is None:
             raise PaymentNotFound()

@@ -115,7 +115,8 @@ class UserService:
         return user
 
     async def get_authenticated(self, user_id: str) -> User:
-        """The user behind a valid token; a token for a user that does not exist is a 401."""
+        """The user behind a valid token; a token for a user that does not exist is no
+        credential (`UnauthorizedError`)."""
         user = await user_store.find_by_id(self.db, user_id)
         if user is None:
             raise UnauthorizedError(message="Invalid or expired token")
@@ -141,7 +142,7 @@ class UserService:
         return user
 
     async def _update_keeping_an_admin(self, user_id: str, stored: dict[str, Any]) -> User:
-        """A demotion or deactivation: 409 LAST_ADMIN when it would leave no active admin,
+        """A demotion or deactivation: `LastAdmin` when it would leave no active admin,
         under any concurrency (the guard is described in models/user.py)."""
         exit_id = ids.ulid()
         lease_until = utcnow() + timedelta(seconds=ADMIN_EXIT_LEASE_SECONDS)
