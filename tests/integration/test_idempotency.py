@@ -277,52 +277,6 @@ async def test_key_of_a_request_to_an_unknown_merchant_can_be_used_again(
 
 
 @pytest.mark.race
-async def test_a_key_redis_forgot_while_its_first_request_is_in_flight_is_still_409(
-    client: httpx.AsyncClient, app: FastAPI, redis_url: str
-) -> None:
-    """Redis loses the key (and its lock) while the first request waits on the gateway: the
-    retry finds the payment in the database, and a payment whose request has not answered
-    yet is in flight, not "already processed"."""
-    user, merchant = await user_and_merchant(client)
-    key = new_key()
-    body = payment_body(merchant.merchant_id, 10_000)
-    gate = GatewayGate(app)
-    first = await gate.catch(post_payment(client, user, body, key))
-    try:
-        flush_redis(redis_url)
-        retried = await post_payment(client, user, body, key)
-    finally:
-        gate.open()
-        first_response = await first
-
-    assert retried.status_code == 409, retried.text
-    assert retried.json()["error"] == "IDEMPOTENCY_KEY_IN_USE"
-    assert first_response.status_code == 201, first_response.text
-    assert gate.calls == 1
-    assert len(await payments_of(app, user.user_id)) == 1
-
-
-async def test_a_pending_payment_whose_request_answered_is_replayed_when_redis_forgot_it(
-    client: httpx.AsyncClient, app: FastAPI, redis_url: str
-) -> None:
-    """The first request answered 202 (the gateway answered 5xx): once Redis forgets
-    the key, the retry is answered from the database with the pending payment."""
-    user, merchant = await user_and_merchant(client)
-    key = new_key()
-    body = payment_body(merchant.merchant_id, 10_503)  # the gateway answers 5xx: pending
-    first = await post_payment(client, user, body, key)
-    assert first.status_code == 202, first.text
-    flush_redis(redis_url)
-
-    retried = await post_payment(client, user, body, key)
-
-    assert retried.status_code == 200, retried.text
-    assert retried.headers["Idempotent-Replayed"] == "true"
-    assert retried.json()["payment"]["paymentId"] == first.json()["payment"]["paymentId"]
-    assert retried.json()["payment"]["status"] == "pending"
-
-
-@pytest.mark.race
 async def test_same_key_while_the_first_is_in_flight_is_409_with_retry_after(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

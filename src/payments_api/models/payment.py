@@ -58,15 +58,6 @@ class Payment(Document):
     rechecks: int = 0
     late_charge_refunded_at: UtcDatetime | None = None
     """When a charge that landed after the payment failed was found and refunded."""
-    answered_at: UtcDatetime | None = None
-    """When its create request answered while the payment was still pending: a pending
-    payment without it may still be in flight (its request has not answered yet)."""
-
-    @property
-    def in_flight(self) -> bool:
-        """Pending, and its create request has not answered yet (or never will: its process
-        died; reconciliation settles it)."""
-        return self.status == PaymentStatus.PENDING and self.answered_at is None
 
     def next_state(self, now: datetime, **changes: object) -> Payment:
         """This payment as a compare-and-set with `changes` will leave it (events written
@@ -127,12 +118,6 @@ async def insert(db: Database, payment: Payment, session: Session = None) -> Non
 async def delete_pending(db: Database, payment_id: str) -> None:
     """Remove a payment refused before it reached the gateway (nothing moved)."""
     await db[COLLECTION].delete_one({"_id": payment_id, "status": PaymentStatus.PENDING.value})
-
-
-async def record_answered(db: Database, payment_id: str, now: datetime) -> None:
-    """Note that the create request answered while the payment was pending. No state
-    change: it moves neither `version` nor `updatedAt`."""
-    await db[COLLECTION].update_one({"_id": payment_id}, {"$set": {"answeredAt": now}})
 
 
 async def find_by_id(db: Database, payment_id: str, session: Session = None) -> Payment | None:

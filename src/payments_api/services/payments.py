@@ -1,8 +1,7 @@
 """Payments: create, exactly once and within the daily limit.
 
 The create flow, each step safe to repeat:
-1. the Idempotency-Key claimed in Redis (`IdempotencyService.claim`), or a replay, or refused
-   (in flight, reused with another body);
+1. the Idempotency-Key claimed in Redis (`IdempotencyService.claim`), or a replay / 409 / 422;
 2. the payment recorded `pending` (the unique (userId, idempotencyKey) index is the last word
    on the key), then its daily-limit hold taken by a guarded `$inc` — a refused hold deletes
    the payment again; both happen before any money moves, and a process that dies between
@@ -42,7 +41,6 @@ from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import (
     Claim,
-    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     IdempotencyService,
     StoredResult,
@@ -260,7 +258,6 @@ class PaymentService:
         else:
             settled = await self.settlement.settle(payment, result)
         if settled is None:
-            await payment_store.record_answered(self.db, payment.id, utcnow())
             await self.cache.put(payment)
             log_business_event("payment pending", paymentId=payment.id, userId=payment.user_id)
             return payment
@@ -273,10 +270,6 @@ class PaymentService:
         return CreatedPayment(payment, replayed=True)
 
     def _replay_payment(self, payment: Payment, body_fingerprint: str) -> CreatedPayment:
-        """The payment the key made, found in the database (Redis forgot the key, or another
-        request with it raced this one): replayed once its request answered."""
         if payment.request_fingerprint != body_fingerprint:
             raise IdempotencyKeyReused()
-        if payment.in_flight:
-            raise IdempotencyKeyInUse()
         return CreatedPayment(payment, replayed=True)
