@@ -8,9 +8,9 @@ from datetime import timedelta
 import httpx
 from fastapi import FastAPI
 
-from payments_api.services.reconciliation import Reconciler
 from payments_api.utils.clock import utcnow
 from tests.fixtures.payments import collection, events_of, ledger_of, open_shop_and_pay, refund
+from tests.fixtures.reconciliation import reconciler_on
 
 
 async def test_a_refund_that_died_after_its_ledger_record_gets_its_status_and_event(
@@ -27,16 +27,7 @@ async def test_a_refund_that_died_after_its_ledger_record_gets_its_status_and_ev
 
     services = app.state.services
     later = utcnow() + timedelta(seconds=services.settings.reconcile_after_seconds + 1)
-    reconciler = Reconciler(
-        services.settings,
-        services.database,
-        services.gateway,
-        services.settlement,
-        services.cancellations,
-        services.refund_settlement,
-        services.metrics,
-        clock=lambda: later,
-    )
+    reconciler = reconciler_on(services, clock=lambda: later)
     await reconciler.run_once()
     await reconciler.run_once()
 

@@ -23,6 +23,7 @@ from payments_api.models.event import Event
 from payments_api.models.payment import Payment
 from payments_api.services.events import STREAM
 from payments_api.utils.clock import utcnow
+from tests.fixtures.crashes import ProcessDied, die_once
 from tests.fixtures.payments import (
     Shop,
     ledger_of,
@@ -133,38 +134,14 @@ async def test_a_failure_that_loses_to_a_completion_leaves_no_event_and_keeps_th
     assert (await stats_of(client, shop.user))["totalTransactions"] == 1
 
 
-class Died(Exception):
-    """The process stopped here."""
-
-
-def dies_once(
-    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, *, after: bool = False
-) -> None:
-    """The process stops at the first call of `module.name`: before it takes effect, or just
-    `after`."""
-    original = getattr(module, name)
-    died = False
-
-    async def dying(*args: Any, **kwargs: Any) -> Any:
-        nonlocal died
-        if died:
-            return await original(*args, **kwargs)
-        died = True
-        if after:
-            await original(*args, **kwargs)
-        raise Died(name)
-
-    monkeypatch.setattr(module, name, dying)
-
-
 async def test_a_completion_that_died_before_publishing_its_event_is_finished_once(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, AMOUNT)
     services = app.state.services
-    dies_once(monkeypatch, events_model, "publish_draft")
-    with pytest.raises(Died):
+    die_once(monkeypatch, events_model, "publish_draft")
+    with pytest.raises(ProcessDied):
         await services.settlement.complete(payment, "gtx_1")
 
     stored = await payments_model.find_by_id(services.database, payment.id)
@@ -196,8 +173,8 @@ async def test_a_completion_that_died_right_after_its_compare_and_set_keeps_its_
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, AMOUNT)
     services = app.state.services
-    dies_once(monkeypatch, payments_model, "update_where", after=True)
-    with pytest.raises(Died):
+    die_once(monkeypatch, payments_model, "update_where", after=True)
+    with pytest.raises(ProcessDied):
         await services.settlement.complete(payment, "gtx_cut_short")
 
     stored = await payments_model.find_by_id(services.database, payment.id)
@@ -225,8 +202,8 @@ async def test_the_records_of_a_completion_that_died_after_losing_are_discarded(
     await _fail_first(app, payment)
     # A completion of the same payment, resumed late, writes its draft and ledger record
     # and dies before its compare-and-set.
-    dies_once(monkeypatch, payments_model, "update_where")
-    with pytest.raises(Died):
+    die_once(monkeypatch, payments_model, "update_where")
+    with pytest.raises(ProcessDied):
         await services.settlement.complete(payment, "gtx_late")
     assert len(await ledger_of(app, payment.id)) == 1
 
@@ -244,8 +221,8 @@ async def test_a_failure_clears_what_a_completion_that_died_before_its_compare_a
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, AMOUNT)
     services = app.state.services
-    dies_once(monkeypatch, payments_model, "update_where")
-    with pytest.raises(Died):
+    die_once(monkeypatch, payments_model, "update_where")
+    with pytest.raises(ProcessDied):
         await services.settlement.complete(payment, "gtx_unconfirmed")
 
     result = await services.settlement.fail(payment, "NOT_CHARGED", "reversed")
@@ -261,8 +238,8 @@ async def test_the_draft_of_a_failure_that_died_before_losing_is_discarded(
     shop = await open_shop(client)
     payment = await abandoned_payment(app, shop, AMOUNT)
     services = app.state.services
-    dies_once(monkeypatch, payments_model, "update_where")
-    with pytest.raises(Died):
+    die_once(monkeypatch, payments_model, "update_where")
+    with pytest.raises(ProcessDied):
         await services.settlement.fail(payment, "NOT_CHARGED", "reversed")
     await services.settlement.complete(payment, "gtx_won")
 

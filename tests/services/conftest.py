@@ -50,9 +50,10 @@ from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.utils.crypto import random_secret, sha256_hex
 from payments_api.utils.metrics import Metrics
-from tests.fixtures.reconciliation import Clock
+from tests.fixtures.crashes import ProcessDied, die_once
+from tests.fixtures.reconciliation import Clock, reconciler_on
 
-__all__ = ["Clock"]
+__all__ = ["Clock", "ProcessDied", "die_once"]
 
 _numbers = itertools.count(1)
 SANDBOX_BASE_URL = "http://sandbox-gateway"
@@ -290,31 +291,6 @@ def make_pending_payment(services: Services) -> Callable[..., Awaitable[Payment]
 # --- a process that dies ----------------------------------------------------------------------
 
 
-class ProcessDied(Exception):
-    """The process stopped here (raised by `die_once`)."""
-
-
-def die_once(
-    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, *, after: bool = False
-) -> None:
-    """The process stops at the next call of `module.name` (a model function the services
-    reach through their module, e.g. `payments_api.models.payment.update_where`): before the
-    call takes effect, or just `after` it. Later calls run normally."""
-    original = getattr(module, name)
-    died = False
-
-    async def dying(*args: Any, **kwargs: Any) -> Any:
-        nonlocal died
-        if died:
-            return await original(*args, **kwargs)
-        died = True
-        if after:
-            await original(*args, **kwargs)
-        raise ProcessDied(f"{module.__name__}.{name}")
-
-    monkeypatch.setattr(module, name, dying)
-
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -333,17 +309,7 @@ def reconciler_at(
     services: Services, clock: Callable[[], datetime], worker_id: str = "service-tests"
 ) -> Reconciler:
     """A reconciler on the services' own parts whose time is `clock` (a `Clock`)."""
-    return Reconciler(
-        services.settings,
-        services.database,
-        services.gateway,
-        services.settlement,
-        services.cancellations,
-        services.refund_settlement,
-        services.metrics,
-        clock=clock,
-        worker_id=worker_id,
-    )
+    return reconciler_on(services, clock, worker_id)
 
 
 async def stored(services: Services, payment_id: str) -> Payment:

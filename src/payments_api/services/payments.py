@@ -79,8 +79,9 @@ class NewPayment:
 
 @dataclass(frozen=True, slots=True)
 class CreatedPayment:
-    """A create request's payment (completed, or pending while the gateway's answer is not
-    in) and whether it answers an earlier request with the same key."""
+    """A create request's payment and whether it answers an earlier request with the same
+    key. `create` returns only a completed or pending one (the gateway's answer not in yet);
+    a failed one is raised as the `PaymentFailed` that says why."""
 
     payment: Payment
     replayed: bool = False
