@@ -129,6 +129,21 @@ def answering(status: int, method: str, path_suffix: str = "") -> Fault:
     return fault
 
 
+def answer_lost(sandbox: Sandbox, method: str, path_suffix: str = "") -> Fault:
+    """A fault: calls `method` on a path ending with `path_suffix` reach the sandbox, which acts
+    on them, but its answer never comes back (`httpx.ReadTimeout`): the gateway did it, the
+    caller does not know."""
+
+    async def fault(request: httpx.Request) -> httpx.Response | None:
+        if matches(request, method, path_suffix):
+            answer = await sandbox.transport.inner.handle_async_request(request)
+            await answer.aclose()
+            raise httpx.ReadTimeout("answer lost (test fault)", request=request)
+        return None
+
+    return fault
+
+
 @dataclass
 class Sandbox:
     """The in-process sandbox gateway of the test's services."""
@@ -322,6 +337,15 @@ async def stored_user(services: Services, user_id: str) -> User:
     user = await users_model.find_by_id(services.database, user_id)
     assert user is not None, user_id
     return user
+
+
+async def forget_idempotency_keys(services: Services) -> int:
+    """Drop every Idempotency-Key result and lock from Redis (`idem:*`), as a Redis that lost
+    its data would; the number of keys dropped."""
+    keys = [key async for key in services.redis.scan_iter(match="idem:*")]
+    if keys:
+        await services.redis.delete(*keys)
+    return len(keys)
 
 
 async def ledger_of(services: Services, payment_id: str) -> list[LedgerRecord]:
