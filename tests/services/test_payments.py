@@ -502,15 +502,6 @@ async def test_a_crash_between_recording_the_payment_and_its_hold_leaves_no_hold
     assert charge_calls(sandbox) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "PaymentService._hold deletes the pending payment whenever the hold call raises, but "
-        "a hold whose write landed before the error (a lost answer from MongoDB) stays taken: "
-        "an orphan hold with no payment behind it, which nothing ever releases, shrinks the "
-        "user's daily limit for the day"
-    ),
-)
 async def test_a_hold_that_took_effect_before_its_call_failed_is_not_left_orphaned(
     services: Services,
     sandbox: Sandbox,

@@ -479,15 +479,6 @@ async def test_succeed_twice_writes_one_ledger_record_and_one_event(
     assert found.status == "succeeded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RefundSettlement.succeed returns `succeeded or refund`: when the refund was already "
-        "recorded (a second settlement, e.g. reconciliation and the request both got the "
-        "gateway's yes) it answers with the caller's stale copy, status `pending`, and the "
-        "request then says 'Refund is being processed' for a refund that succeeded"
-    ),
-)
 async def test_a_second_succeed_answers_the_refund_as_recorded(
     services: Services, payment: Payment
 ) -> None:

@@ -229,9 +229,11 @@ class PaymentService:
         )
 
     async def _hold(self, payment: Payment, user: User) -> None:
-        """The payment's hold on the user's daily limit; refused (or failed), the payment is
-        deleted again: nothing moved, so the request leaves nothing behind. Should that delete
-        not happen, reconciliation fails the payment (never charged)."""
+        """The payment's hold on the user's daily limit; refused (or failed), the request
+        leaves nothing behind, since nothing moved: the hold is given back (a hold whose write
+        landed before its answer was lost is taken) and the payment deleted. Should either
+        not happen, reconciliation fails the payment (never charged), which gives back its
+        hold."""
         try:
             await self.limits.hold(
                 user_id=payment.user_id,
@@ -241,6 +243,7 @@ class PaymentService:
                 limit=user.daily_limit,
             )
         except BaseException:
+            await self.limits.release(payment)
             await payment_store.delete_pending(self.db, payment.id)
             raise
 

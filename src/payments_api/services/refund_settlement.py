@@ -65,6 +65,8 @@ class RefundSettlement:
         log_business_event(
             "payment refunded", paymentId=payment.id, refundId=refund.id, amount=refund.amount
         )
+        if succeeded is None:  # recorded already (by a racing settlement): answer with that
+            succeeded = await refund_store.find_by_id(self.db, refund.id)
         return succeeded or refund
 
     async def release(self, payment: Payment, refund: Refund, failure_code: str) -> None:
