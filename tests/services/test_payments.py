@@ -59,6 +59,7 @@ from tests.services.conftest import (
     answer_lost,
     answering,
     die_once,
+    drafts_of,
     events_of,
     forget_idempotency_keys,
     ledger_of,
@@ -793,16 +794,6 @@ def ticking(start: datetime) -> Iterator[datetime]:
         yield start + timedelta(seconds=n)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "CancelService.finish_cancel appends the payment.cancelled event (built from its own "
-        "attempt's Transition) before its compare-and-set; where there are no transactions, "
-        "an attempt that died after the append leaves that event, the retry's append is "
-        "deduplicated away, and the event published shows the dead attempt's cancelledAt and "
-        "updatedAt, not the stored payment (the bug fixed for settlement in fea04fb)"
-    ),
-)
 async def test_a_cancel_retried_after_dying_publishes_the_payment_as_stored(
     services: Services, user: User, paid: Payment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -820,3 +811,62 @@ async def test_a_cancel_retried_after_dying_publishes_the_payment_as_stored(
         e for e in await events_of(services, paid.id) if e.type == EventType.PAYMENT_CANCELLED
     ]
     assert [e.data["payment"] for e in cancelled_event] == [public_view(current)]
+
+
+async def test_a_cancel_that_died_after_its_state_change_is_published_once_by_recovery(
+    services: Services, user: User, paid: Payment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without transactions, the cancel stored `cancelled` and died before publishing its
+    event: the draft is finished by reconciliation's draft pass, once, with what was stored."""
+    die_once(monkeypatch, events_model, "publish_draft")
+    with pytest.raises(ProcessDied):
+        await services.cancellations.cancel(user.id, paid.id, REASON)
+    assert all(e.type != EventType.PAYMENT_CANCELLED for e in await events_of(services, paid.id))
+    [draft] = await drafts_of(services, paid.id)
+
+    await services.settlement.recover_draft(draft)
+    await services.settlement.recover_draft(draft)
+
+    current = await stored(services, paid.id)
+    assert current.status == PaymentStatus.CANCELLED
+    cancelled = [
+        e for e in await events_of(services, paid.id) if e.type == EventType.PAYMENT_CANCELLED
+    ]
+    assert [e.data["payment"] for e in cancelled] == [public_view(current)]
+    assert await drafts_of(services, paid.id) == []
+
+
+async def test_the_draft_of_a_cancel_still_reserved_is_left_to_the_cancel_pass(
+    services: Services, user: User, paid: Payment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel that died after writing its draft, before its state change: the draft pass
+    leaves it (the cancel pass finishes the cancel and publishes it), never publishes a
+    `payment.cancelled` for a payment that is not cancelled yet."""
+    die_once(monkeypatch, events_model, "append", after=True)
+    with pytest.raises(ProcessDied):
+        await services.cancellations.cancel(user.id, paid.id, REASON)
+    [draft] = await drafts_of(services, paid.id)
+
+    await services.settlement.recover_draft(draft)
+
+    assert (await stored(services, paid.id)).cancel_reserved
+    assert [d.id for d in await drafts_of(services, paid.id)] == [draft.id]
+    assert all(e.type != EventType.PAYMENT_CANCELLED for e in await events_of(services, paid.id))
+
+
+async def test_the_draft_of_a_cancel_given_back_is_discarded(
+    services: Services, user: User, paid: Payment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel that died after writing its draft, then given back (the reservation undone):
+    its draft is discarded, and no `payment.cancelled` is ever delivered."""
+    die_once(monkeypatch, events_model, "append", after=True)
+    with pytest.raises(ProcessDied):
+        await services.cancellations.cancel(user.id, paid.id, REASON)
+    [draft] = await drafts_of(services, paid.id)
+    await services.cancellations.undo_cancel(await stored(services, paid.id))
+
+    await services.settlement.recover_draft(draft)
+
+    assert (await stored(services, paid.id)).status == PaymentStatus.COMPLETED
+    assert await drafts_of(services, paid.id) == []
+    assert all(e.type != EventType.PAYMENT_CANCELLED for e in await events_of(services, paid.id))

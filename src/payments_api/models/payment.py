@@ -20,6 +20,10 @@ COLLECTION = "payments"
 
 REFUNDABLE = [PaymentStatus.COMPLETED.value, PaymentStatus.PARTIALLY_REFUNDED.value]
 
+CANCEL_REFERENCE = "cancel"
+"""The `refundId` a cancel's reservation of the whole amount is listed under in
+`pendingRefunds`."""
+
 
 class PendingRefund(Document):
     """An amount reserved on `refundedAmount` whose gateway answer is not recorded yet."""
@@ -63,6 +67,11 @@ class Payment(Document):
         """This payment as a compare-and-set with `changes` will leave it (events written
         before that change describe the state it creates)."""
         return self.model_copy(update={**changes, "updated_at": now, "version": self.version + 1})
+
+    @property
+    def cancel_reserved(self) -> bool:
+        """A cancel holds the whole amount, its gateway answer not recorded yet."""
+        return any(p.refund_id == CANCEL_REFERENCE for p in self.pending_refunds)
 
     @property
     def available_to_refund(self) -> int:

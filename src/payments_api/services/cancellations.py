@@ -4,6 +4,11 @@ the gateway and the amount released from the daily limit.
 The full amount is reserved on `refundedAmount` first (listed in `pendingRefunds` under
 CANCEL_REFERENCE), so a racing refund finds nothing left to take; the gateway's yes finishes
 the cancel, its no gives the reservation back, and no answer leaves it for reconciliation.
+
+As for settlement, the cancel's event is written as a draft and published only by the attempt
+whose state change wins, with the state that attempt stored: an attempt that died half-way
+leaves a draft that its retry publishes, or reconciliation finishes or discards
+(`SettlementService.recover_draft`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from payments_api.errors import ConflictError, ServiceUnavailableError
 from payments_api.models import event as event_store
 from payments_api.models import ledger as ledger_store
 from payments_api.models import payment as payment_store
-from payments_api.models.payment import Payment, PendingRefund, Transition
+from payments_api.models.payment import CANCEL_REFERENCE, Payment, PendingRefund, Transition
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
@@ -23,9 +28,6 @@ from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.stats import StatsService
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
-
-CANCEL_REFERENCE = "cancel"
-"""The `refundId` a cancel's reservation is listed under in `pendingRefunds`."""
 
 
 class PaymentNotCancellable(ConflictError):
@@ -67,7 +69,7 @@ class CancelService:
         payment = await payment_store.find_by_id(self.db, payment_id)
         if payment is None or payment.user_id != user_id:
             raise PaymentNotFound()
-        if not any(p.refund_id == CANCEL_REFERENCE for p in payment.pending_refunds):
+        if not payment.cancel_reserved:
             payment = await self._reserve(payment, reason)
         result = await self.gateway.cancel(payment_id)
         if result.outcome == "approved":
@@ -101,10 +103,11 @@ class CancelService:
         return reserved
 
     async def finish_cancel(self, payment: Payment, reason: str) -> Payment:
-        """Record the gateway's yes to a cancel (also used by reconciliation). The ledger
-        record, the event and the hold release come first, each written at most once, and the
-        state change last: a step that dies half-way keeps its pending cancel, which
-        reconciliation finishes without writing anything twice."""
+        """Record the gateway's yes to a cancel (also used by reconciliation). The event's
+        draft, the ledger record and the hold release come first, each written at most once,
+        then the state change, then the draft published: a step that dies half-way keeps its
+        pending cancel, which a retry or reconciliation finishes without writing anything
+        twice."""
         now = utcnow()
         change = Transition.of(
             payment,
@@ -125,9 +128,8 @@ class CancelService:
                 now=now,
                 session=session,
             )
-            await event_store.append(
-                self.db, payment_event(EventType.PAYMENT_CANCELLED, change.after, now), session
-            )
+            event = payment_event(EventType.PAYMENT_CANCELLED, change.after, now, draft=True)
+            await event_store.append(self.db, event, session)
             await self.limits.release(payment, session)
             updated = await payment_store.update_where(
                 self.db,
@@ -137,11 +139,12 @@ class CancelService:
                 now=now,
                 session=session,
             )
-            if updated is None:  # a concurrent retry finished it
+            if updated is None:  # a concurrent retry finished it (and published the event)
                 current = await payment_store.find_by_id(self.db, payment.id, session)
                 if current is None or current.status != PaymentStatus.CANCELLED:
                     raise PaymentNotCancellable()
                 return current
+            await event_store.publish_draft(self.db, event.dedupe_key, event.data, session)
         await self.cache.put(updated)
         await self.stats.invalidate(payment.user_id)
         log_business_event(

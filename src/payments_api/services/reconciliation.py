@@ -35,8 +35,8 @@ from payments_api.models import event as event_store
 from payments_api.models import ledger as ledger_store
 from payments_api.models import payment as payment_store
 from payments_api.models import refund as refund_store
-from payments_api.models.payment import Payment, PendingRefund
-from payments_api.services.cancellations import CANCEL_REFERENCE, CancelService
+from payments_api.models.payment import CANCEL_REFERENCE, Payment, PendingRefund
+from payments_api.services.cancellations import CancelService
 from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.refund_settlement import RefundSettlement

@@ -62,7 +62,9 @@ NOT_CHARGED_MESSAGE = (
 OUTCOME_OF_EVENT = {
     EventType.PAYMENT_COMPLETED: PaymentStatus.COMPLETED,
     EventType.PAYMENT_FAILED: PaymentStatus.FAILED,
+    EventType.PAYMENT_CANCELLED: PaymentStatus.CANCELLED,
 }
+"""The steps that write their event as a draft, by the state their winning step leaves."""
 
 logger = get_logger("settlement")
 
@@ -221,12 +223,14 @@ class SettlementService:
     async def recover_draft(self, draft: Event) -> None:
         """Finish or discard the draft of a step that died before it published or discarded
         it, by what the payment's state says happened; a payment still pending is left to
-        the pending pass, which settles it through this same code."""
+        the pending pass, which settles it through this same code, and one whose cancel is
+        still reserved to the cancel pass (`CancelService.finish_cancel`)."""
         current = await payment_store.find_by_id(self.db, draft.payment_id)
         if current is None:
             await event_store.discard_draft(self.db, draft.dedupe_key)
             return
-        if current.status == PaymentStatus.PENDING:
+        cancelling = draft.type == EventType.PAYMENT_CANCELLED and current.cancel_reserved
+        if current.status == PaymentStatus.PENDING or cancelling:
             return
         outcome = OUTCOME_OF_EVENT.get(EventType(draft.type))
         if outcome is not None and _is_outcome(current, outcome):
