@@ -75,7 +75,7 @@ def error_model(error: ErrorType) -> type[BaseModel]:
 
 
 def _described(errors: list[ErrorType]) -> str:
-    return "; ".join(f"`{error.code}`: {error.message}" for error in errors)
+    return "".join(f"\n- `{error.code}`: {error.message}" for error in errors)
 
 
 def error_responses(*errors: ErrorType) -> dict[int | str, dict[str, Any]]:
@@ -93,6 +93,6 @@ def error_responses(*errors: ErrorType) -> dict[int | str, dict[str, Any]]:
         model: Any = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
         responses[status] = {
             "model": model,
-            "description": f"{_STATUS_TITLES[status]}. {_described(listed)}",
+            "description": f"{_STATUS_TITLES[status]}:\n{_described(listed)}",
         }
     return responses

@@ -89,6 +89,7 @@ class CreatedPayment:
 
 class AmountTooLarge(UnprocessableError):
     code = "AMOUNT_TOO_LARGE"
+    message = "The amount is over MAX_PAYMENT_AMOUNT (`maxAmount`)"
     body_fields = ("maxAmount",)
 
     def __init__(self, max_amount: int) -> None:
