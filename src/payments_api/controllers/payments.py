@@ -1,4 +1,7 @@
-"""Payments: the Idempotency-Key header, history query parameters, status codes and envelopes."""
+"""Payments: what a service's domain answer becomes over HTTP — status codes, the
+`Idempotent-Replayed` header, envelopes. The Idempotency-Key header is read in
+`idempotency_keys.py`, a history's query in `history_query.py`, and the cached read's bytes are
+shaped in `cached_read.py`."""
 
 from __future__ import annotations
 

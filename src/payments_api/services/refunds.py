@@ -2,9 +2,8 @@
 
 A refund first reserves its amount on the payment (a guarded `$inc` of `refundedAmount`, with
 the refund listed in `pendingRefunds`), then asks the gateway (idempotent on the refundId), then
-records the outcome. A refusal gives the reservation back. The payment's status is a function
-of `refundedAmount` applied whenever a refund ends: 0 → completed, all → refunded, else
-partially_refunded.
+records the outcome through `RefundSettlement` (services/refund_settlement.py), which
+reconciliation uses too. A refusal gives the reservation back.
 """
 
 from __future__ import annotations
