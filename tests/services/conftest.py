@@ -55,6 +55,12 @@ from tests.fixtures.reconciliation import Clock, reconciler_on
 
 __all__ = ["Clock", "ProcessDied", "die_once"]
 
+MakeUser = Callable[..., Awaitable[User]]
+MakeMerchant = Callable[..., Awaitable[Merchant]]
+MakePayment = Callable[..., Awaitable[Payment]]
+USER_DAILY_LIMIT = 1_000_000
+"""The daily limit of the `user` fixture: room for every payment a test makes."""
+
 _numbers = itertools.count(1)
 SANDBOX_BASE_URL = "http://sandbox-gateway"
 
@@ -208,7 +214,7 @@ async def services(service_settings: Settings, sandbox: Sandbox) -> AsyncIterato
 
 
 @pytest.fixture
-def make_user(services: Services) -> Callable[..., Awaitable[User]]:
+def make_user(services: Services) -> MakeUser:
     async def make(*, daily_limit: int | None = None, **fields: Any) -> User:
         n = next(_numbers)
         now = utcnow()
@@ -234,7 +240,7 @@ def make_user(services: Services) -> Callable[..., Awaitable[User]]:
 
 
 @pytest.fixture
-def make_merchant(services: Services) -> Callable[..., Awaitable[Merchant]]:
+def make_merchant(services: Services) -> MakeMerchant:
     async def make(**fields: Any) -> Merchant:
         n = next(_numbers)
         now = utcnow()
@@ -258,7 +264,18 @@ def make_merchant(services: Services) -> Callable[..., Awaitable[Merchant]]:
 
 
 @pytest.fixture
-def make_pending_payment(services: Services) -> Callable[..., Awaitable[Payment]]:
+async def user(make_user: MakeUser) -> User:
+    """A user with room for every payment a test makes (a module may override it)."""
+    return await make_user(daily_limit=USER_DAILY_LIMIT)
+
+
+@pytest.fixture
+async def merchant(make_merchant: MakeMerchant) -> Merchant:
+    return await make_merchant()
+
+
+@pytest.fixture
+def make_pending_payment(services: Services) -> MakePayment:
     """A payment as the create flow leaves it just before it asks the gateway: stored
     `pending`, its daily-limit hold taken (for the user's limit) on its business day."""
 

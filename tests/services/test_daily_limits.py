@@ -3,23 +3,19 @@ BUSINESS_TIMEZONE; each payment holds at most once and gives back at most once."
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from payments_api.errors import AppError
 from payments_api.models.merchant import Merchant
-from payments_api.models.payment import Payment
 from payments_api.models.user import User
 from payments_api.services.registry import Services
 from payments_api.utils import ids
+from tests.services.conftest import MakePayment, MakeUser
 
 LIMIT = 50_000
 DAY = "2026-03-10"
-MakeUser = Callable[..., Awaitable[User]]
-MakeMerchant = Callable[..., Awaitable[Merchant]]
-MakePayment = Callable[..., Awaitable[Payment]]
 
 
 @pytest.fixture
@@ -118,11 +114,6 @@ async def test_the_limit_is_per_user(services: Services, make_user: MakeUser) ->
 
 
 # --- release ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def merchant(make_merchant: MakeMerchant) -> Merchant:
-    return await make_merchant()
 
 
 async def test_release_gives_back_the_payments_hold_once(

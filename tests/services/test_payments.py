@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,7 +53,11 @@ from payments_api.services.refunds import RefundExceedsAvailable
 from payments_api.services.registry import Services
 from payments_api.utils import ids
 from tests.services.conftest import (
+    USER_DAILY_LIMIT,
     Fault,
+    MakeMerchant,
+    MakePayment,
+    MakeUser,
     ProcessDied,
     Sandbox,
     answer_lost,
@@ -72,21 +76,8 @@ AMOUNT = 10_000
 DECLINED = 10_402  # the sandbox declines an amount ending 402
 TIMES_OUT = 10_408  # ... charges one ending 408, but answers after the caller's timeout
 FIVE_XX = 10_503  # ... answers one ending 503 with a 503, charging nothing
-LIMIT = 1_000_000
+LIMIT = USER_DAILY_LIMIT  # the `user` fixture's
 KEY = "order-1"
-MakeUser = Callable[..., Awaitable[User]]
-MakeMerchant = Callable[..., Awaitable[Merchant]]
-MakePayment = Callable[..., Awaitable[Payment]]
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> User:
-    return await make_user(daily_limit=LIMIT)
-
-
-@pytest.fixture
-async def merchant(make_merchant: MakeMerchant) -> Merchant:
-    return await make_merchant()
 
 
 def order(merchant: Merchant, amount: int = AMOUNT, **fields: Any) -> NewPayment:

@@ -17,14 +17,16 @@ import pytest
 from payments_api.config.constants import EventType, FailureCode, PaymentStatus
 from payments_api.config.settings import Settings
 from payments_api.models import refund as refunds_model
-from payments_api.models.merchant import Merchant
 from payments_api.models.payment import Payment, public_view
 from payments_api.models.user import User
 from payments_api.services.registry import Services
 from payments_api.utils import ids, workers
 from tests.services.conftest import (
+    USER_DAILY_LIMIT,
     Clock,
     Fault,
+    MakeMerchant,
+    MakePayment,
     Sandbox,
     answering,
     charge_at_gateway,
@@ -38,11 +40,8 @@ from tests.services.conftest import (
     stored,
 )
 
-LIMIT = 1_000_000
+LIMIT = USER_DAILY_LIMIT  # the `user` fixture's
 OTHER_HOLD = 3_000
-MakeUser = Callable[..., Awaitable[User]]
-MakeMerchant = Callable[..., Awaitable[Merchant]]
-MakePayment = Callable[..., Awaitable[Payment]]
 NewPayment = Callable[[int], Awaitable[Payment]]
 
 
@@ -51,11 +50,6 @@ def service_settings(make_settings: Callable[..., Settings]) -> Settings:
     """A short gateway timeout, so an amount ending 408 (answered 2 s after the timeout) and a
     gateway that never answers leave their payment pending quickly."""
     return make_settings(gateway_timeout_seconds=0.2)
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> User:
-    return await make_user(daily_limit=LIMIT)
 
 
 @pytest.fixture

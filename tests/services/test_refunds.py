@@ -9,7 +9,6 @@ The in-memory stand-in has no transactions, so these tests run the order-of-writ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -36,6 +35,9 @@ from payments_api.services.registry import Services
 from payments_api.utils import ids
 from tests.services.conftest import (
     Fault,
+    MakeMerchant,
+    MakePayment,
+    MakeUser,
     Sandbox,
     answer_lost,
     answering,
@@ -50,19 +52,6 @@ from tests.services.conftest import (
 AMOUNT = 10_000
 REASON = "Customer returned the item"
 KEY = "refund-1"
-MakeUser = Callable[..., Awaitable[User]]
-MakeMerchant = Callable[..., Awaitable[Merchant]]
-MakePayment = Callable[..., Awaitable[Payment]]
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> User:
-    return await make_user(daily_limit=1_000_000)
-
-
-@pytest.fixture
-async def merchant(make_merchant: MakeMerchant) -> Merchant:
-    return await make_merchant()
 
 
 @pytest.fixture

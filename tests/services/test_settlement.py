@@ -7,7 +7,6 @@ a deployment without transactions relies on."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -23,6 +22,7 @@ from payments_api.services import settlement as settlement_module
 from payments_api.services.gateway import GatewayResult, Outcome
 from payments_api.services.registry import Services
 from tests.services.conftest import (
+    MakePayment,
     ProcessDied,
     die_once,
     drafts_of,
@@ -35,19 +35,6 @@ from tests.services.conftest import (
 
 AMOUNT = 10_000
 OTHER_AMOUNT = 3_000
-MakeUser = Callable[..., Awaitable[User]]
-MakeMerchant = Callable[..., Awaitable[Merchant]]
-MakePayment = Callable[..., Awaitable[Payment]]
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> User:
-    return await make_user(daily_limit=1_000_000)
-
-
-@pytest.fixture
-async def merchant(make_merchant: MakeMerchant) -> Merchant:
-    return await make_merchant()
 
 
 @pytest.fixture
