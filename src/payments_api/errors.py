@@ -81,6 +81,13 @@ class ConflictError(AppError):
     message = "The request conflicts with the current state"
 
 
+class ConcurrentUpdate(ConflictError):
+    """A compare-and-set kept losing to other changes of the same thing (rare: a retry wins)."""
+
+    code = "CONCURRENT_UPDATE"
+    message = "It was changed by other requests meanwhile; try again"
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "PAYLOAD_TOO_LARGE"

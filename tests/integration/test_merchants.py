@@ -83,9 +83,12 @@ async def test_stored_merchant_holds_only_the_sha256_of_the_key(
 ) -> None:
     merchant = await create_merchant(client)
 
-    stored = await app.state.services.database["merchants"].find_one({"_id": merchant.merchant_id})
+    database = app.state.services.database
+    stored = await database["merchants"].find_one({"_id": merchant.merchant_id})
+    [record] = await database["api_keys"].find({"merchantId": merchant.merchant_id}).to_list(None)
 
-    assert stored["apiKeyHash"] == hashlib.sha256(merchant.api_key.encode()).hexdigest()
+    assert record["keyHash"] == hashlib.sha256(merchant.api_key.encode()).hexdigest()
+    assert merchant.api_key not in repr(record)
     assert merchant.api_key not in repr(stored)
     assert merchant.api_key[len("sk_") :] not in repr(stored)
 

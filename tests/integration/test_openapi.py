@@ -115,6 +115,14 @@ SECURITY = {
     "GET /api/v1/merchants/me": MERCHANT,
     "GET /api/v1/merchants/me/payments": MERCHANT,
     "GET /api/v1/merchants/{merchantId}": EITHER,
+    "PATCH /api/v1/merchants/me": MERCHANT,
+    "PATCH /api/v1/merchants/{merchantId}": USER,
+    "POST /api/v1/merchants/me/webhook-secret": MERCHANT,
+    "GET /api/v1/merchants/me/api-keys": MERCHANT,
+    "POST /api/v1/merchants/me/api-keys": MERCHANT,
+    "POST /api/v1/merchants/me/api-keys/{keyId}/roll": MERCHANT,
+    "DELETE /api/v1/merchants/me/api-keys/{keyId}": MERCHANT,
+    "POST /api/v1/merchants/{merchantId}/api-keys": USER,
     "POST /api/v1/payments": USER,
     "GET /api/v1/payments": USER,
     "GET /api/v1/payments/{paymentId}": EITHER,
@@ -237,7 +245,7 @@ async def test_every_route_with_a_json_body_declares_invalid_json_too_large_and_
         if "requestBody" in operation
     }
 
-    assert len(with_body) == 7
+    assert len(with_body) == 12
     assert {
         name for name, statuses in with_body.items() if not {400, 413, 422} <= statuses
     } == set()

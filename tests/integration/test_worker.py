@@ -28,6 +28,7 @@ from payments_api.config.settings import Settings
 from payments_api.models.event import Event
 from payments_api.models.merchant import Merchant
 from payments_api.services.events import STREAM
+from payments_api.services.merchants import issue_key
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.worker import run_loops
@@ -150,14 +151,14 @@ def nx_server(tmp_path: Path) -> Iterator[str]:
 def _seed_event(uri: str, db_name: str, webhook_url: str) -> tuple[str, str]:
     """A merchant with a webhook and one undelivered event, written as the API writes them."""
     now = utcnow()
+    merchant_id = ids.merchant_id()
     merchant = Merchant(
-        id=ids.merchant_id(),
+        id=merchant_id,
         name="Worker test shop",
         category="food",
         webhook_url=webhook_url,
         webhook_secret="whsec_worker_test",
-        api_key_hash=uuid.uuid4().hex,
-        api_key_prefix="sk_worker",
+        api_keys=[issue_key(merchant_id, "default", now).key],
         created_at=now,
         updated_at=now,
     )

@@ -43,12 +43,12 @@ from payments_api.models.user import User
 from payments_api.sandbox_gateway.app import create_sandbox_app
 from payments_api.services.events import STREAM
 from payments_api.services.gateway import GatewayResult
-from payments_api.services.merchants import API_KEY_DISPLAY_PREFIX
+from payments_api.services.merchants import issue_key
 from payments_api.services.reconciliation import Reconciler
 from payments_api.services.registry import Services, open_services
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
-from payments_api.utils.crypto import random_secret, sha256_hex
+from payments_api.utils.crypto import random_secret
 from payments_api.utils.metrics import Metrics
 from tests.fixtures.crashes import ProcessDied, die_once
 from tests.fixtures.reconciliation import Clock, reconciler_on
@@ -244,14 +244,13 @@ def make_merchant(services: Services) -> MakeMerchant:
     async def make(**fields: Any) -> Merchant:
         n = next(_numbers)
         now = utcnow()
-        api_key = random_secret("sk")
+        merchant_id = ids.merchant_id()
         values: dict[str, Any] = {
-            "id": ids.merchant_id(),
+            "id": merchant_id,
             "name": f"Service Merchant {n}",
             "category": "food",
             "webhook_secret": random_secret("whsec"),
-            "api_key_hash": sha256_hex(api_key),
-            "api_key_prefix": api_key[:API_KEY_DISPLAY_PREFIX],
+            "api_keys": [issue_key(merchant_id, "default", now).key],
             "created_at": now,
             "updated_at": now,
             **fields,

@@ -56,10 +56,10 @@ UNIQUE_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] =
         {"_id": "usr_3", "email": "c@example.com", "phoneNumber": "+821087654321"},
     ),
     (
-        "merchants",
-        {"_id": "mch_1", "apiKeyHash": "hash-1"},
-        {"_id": "mch_2", "apiKeyHash": "hash-1"},
-        {"_id": "mch_3", "apiKeyHash": "hash-2"},
+        "api_keys",
+        {"_id": "key_1", "keyHash": "hash-1"},
+        {"_id": "key_2", "keyHash": "hash-1"},
+        {"_id": "key_3", "keyHash": "hash-2"},
     ),
     (
         "payments",

@@ -40,8 +40,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("phoneNumber", ASCENDING)], unique=True, sparse=True, name="phone_unique"),
         IndexModel([("phoneKey", ASCENDING)], unique=True, sparse=True, name="phone_key_unique"),
     ],
-    "merchants": [
-        IndexModel([("apiKeyHash", ASCENDING)], unique=True, name="api_key_hash_unique"),
+    "api_keys": [
+        IndexModel([("keyHash", ASCENDING)], unique=True, name="key_hash_unique"),
     ],
     "payments": [
         # The last line of defence for idempotency when Redis forgets a key.
@@ -78,6 +78,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)], name="event_due"),
     ],
 }
+
+
+LEGACY_INDEXES: dict[str, list[str]] = {
+    # One key per merchant, on the merchant (v1.0); its unique nulls would refuse a second
+    # merchant of today's shape.
+    "merchants": ["api_key_hash_unique"],
+}
+"""Indexes earlier versions made that today's documents must not meet: dropped at start-up."""
 
 
 class SlowQueryListener(CommandListener):
@@ -193,6 +201,14 @@ class Database:
 
     async def ping(self) -> None:
         await self.client.admin.command("ping")
+
+    async def drop_legacy_indexes(self) -> None:
+        for collection, names in LEGACY_INDEXES.items():
+            existing = await self.db[collection].index_information()
+            for name in names:
+                if name in existing:
+                    await self.db[collection].drop_index(name)
+                    logger.info("dropped a legacy index", collection=collection, index=name)
 
     async def create_indexes(self) -> None:
         for collection, indexes in INDEXES.items():

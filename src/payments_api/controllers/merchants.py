@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from payments_api.models.merchant import Merchant
 from payments_api.models.user import User
 from payments_api.schemas.merchants import (
@@ -11,6 +13,8 @@ from payments_api.schemas.merchants import (
     MerchantOut,
     MerchantPublic,
     MerchantPublicEnvelope,
+    MerchantUpdateOwn,
+    WebhookSecretEnvelope,
 )
 from payments_api.services.registry import Services
 
@@ -36,3 +40,27 @@ def me(merchant: Merchant) -> MerchantEnvelope:
 async def public(services: Services, merchant_id: str) -> MerchantPublicEnvelope:
     merchant = await services.merchants.get(merchant_id)
     return MerchantPublicEnvelope(merchant=MerchantPublic.of(merchant))
+
+
+async def update(
+    services: Services, merchant_id: str, body: MerchantUpdateOwn, actor: str
+) -> MerchantEnvelope:
+    """A merchant's or an admin's change: the fields sent, where only `webhookUrl` may be
+    `null` (no more webhooks); a `null` anywhere else changes nothing."""
+    changes: dict[str, Any] = {
+        field: value
+        for field, value in body.model_dump(exclude_unset=True).items()
+        if value is not None or field == "webhook_url"
+    }
+    if changes.get("webhook_url") is not None:
+        changes["webhook_url"] = str(body.webhook_url)
+    merchant = await services.merchants.update(merchant_id, changes, actor=actor)
+    return MerchantEnvelope(merchant=MerchantOut.of(merchant))
+
+
+async def rotate_webhook_secret(services: Services, merchant_id: str) -> WebhookSecretEnvelope:
+    rotated = await services.merchants.rotate_webhook_secret(merchant_id)
+    return WebhookSecretEnvelope(
+        webhook_secret=rotated.webhook_secret,
+        previous_secret_expires_at=rotated.previous_secret_expires_at,
+    )

@@ -1,7 +1,8 @@
 """The auth dependencies: who the bearer is, and whether that kind of caller may use a route.
 
 `CurrentUser` and `CurrentMerchant` need the matching kind of credential (the other kind is a
-403); `Admin` loads the user and requires the admin role; `AnyCaller` accepts both kinds.
+403) and read nothing; their `…Document` forms also load the caller's document. `Admin` loads
+the user and requires the admin role; `AnyCaller` accepts both kinds.
 
 Each also names the security scheme(s) it accepts, so the OpenAPI description declares them
 per route (`userToken`, `merchantKey`); those scheme dependencies read nothing at runtime.
@@ -90,14 +91,18 @@ async def require_user_document(
     return user
 
 
-async def require_merchant(
+async def require_merchant(principal: PrincipalDep, _scheme: MerchantKeyScheme) -> Principal:
+    if principal.kind != "merchant":
+        raise ForbiddenError(message="This route is for merchants")
+    return principal
+
+
+async def require_merchant_document(
     principal: PrincipalDep, services: ServicesDep, _scheme: MerchantKeyScheme
 ) -> Merchant:
     if principal.kind != "merchant":
         raise ForbiddenError(message="This route is for merchants")
-    if principal.merchant is not None:
-        return principal.merchant
-    return await services.merchants.get(principal.id)
+    return await services.merchants.get_authenticated(principal.id)
 
 
 async def require_admin(
@@ -115,7 +120,10 @@ CurrentUser = Annotated[Principal, Depends(require_user)]
 """A user, by token only: no database read (the hot path)."""
 CurrentUserDocument = Annotated[User, Depends(require_user_document)]
 """A user, loaded: for routes that need the profile, role or active flag."""
-CurrentMerchant = Annotated[Merchant, Depends(require_merchant)]
+CurrentMerchant = Annotated[Principal, Depends(require_merchant)]
+"""A merchant, by its key only: no database read."""
+CurrentMerchantDocument = Annotated[Merchant, Depends(require_merchant_document)]
+"""A merchant, loaded now: for routes that show or change it."""
 Admin = Annotated[User, Depends(require_admin)]
 
 

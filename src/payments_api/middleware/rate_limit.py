@@ -21,7 +21,7 @@ from limits import RateLimitItem
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from payments_api.errors import TooManyRequests, UnauthorizedError
+from payments_api.errors import AppError, TooManyRequests
 from payments_api.middleware.errors import send_error
 from payments_api.middleware.request_context import request_state
 from payments_api.utils.logger import get_logger, log_security_event
@@ -96,7 +96,7 @@ class RateLimitMiddleware:
         if authorization:
             try:
                 principal = await services.auth.resolve(authorization)
-            except UnauthorizedError:
+            except AppError:  # no valid credential: the route answers why
                 pass
             else:
                 state["principal"] = principal

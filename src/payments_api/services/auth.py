@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import jwt
@@ -12,10 +12,9 @@ from payments_api.config.constants import API_KEY_PREFIX
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import ForbiddenError, UnauthorizedError
-from payments_api.models import merchant as merchant_store
 from payments_api.models import user as user_store
-from payments_api.models.merchant import Merchant
 from payments_api.models.user import User
+from payments_api.services.credentials import Credentials
 from payments_api.services.passwords import verify_password
 from payments_api.utils.crypto import sha256_hex
 from payments_api.utils.logger import log_security_event
@@ -40,8 +39,6 @@ class Principal:
 
     kind: Literal["user", "merchant"]
     id: str
-    merchant: Merchant | None = field(default=None, compare=False, repr=False)
-    """The merchant document the API key was resolved to (saves the routes a second read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +48,10 @@ class IssuedToken:
 
 
 class AuthService:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, credentials: Credentials) -> None:
         self.settings = settings
         self.db = db
+        self.credentials = credentials
         self._key = settings.jwt_signing_key
         self._verified: dict[str, tuple[str, float]] = {}
 
@@ -104,7 +102,9 @@ class AuthService:
         return subject
 
     async def resolve(self, authorization: str | None) -> Principal:
-        """The caller behind an `Authorization` header, or `UnauthorizedError`."""
+        """The caller behind an `Authorization` header: `UnauthorizedError` for no valid
+        credential, `UserInactive` for a deactivated user's token (services/credentials.py
+        says how soon a change is seen)."""
         if not authorization:
             raise UnauthorizedError(message="Authentication required")
         scheme, _, credential = authorization.partition(" ")
@@ -112,11 +112,16 @@ class AuthService:
         if scheme.lower() != "bearer" or not credential:
             raise UnauthorizedError(message="Use an 'Authorization: Bearer <token>' header")
         if credential.startswith(API_KEY_PREFIX + "_"):
-            merchant = await merchant_store.find_by_api_key_hash(self.db, sha256_hex(credential))
-            if merchant is None or not merchant.is_active:
+            holder = await self.credentials.key_holder(sha256_hex(credential))
+            if holder is None:
                 raise UnauthorizedError(message="Invalid API key")
-            return Principal("merchant", merchant.id, merchant)
+            return Principal("merchant", holder.merchant.id)
         user_id = self.decode_token(credential)
         if user_id is None:
             raise UnauthorizedError(message="Invalid or expired token")
+        active = await self.credentials.user_is_active(user_id)
+        if active is None:
+            raise UnauthorizedError(message="Invalid or expired token")
+        if not active:
+            raise UserInactive()
         return Principal("user", user_id)

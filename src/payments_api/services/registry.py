@@ -12,8 +12,11 @@ from redis.asyncio import Redis
 from payments_api.config.database import Database
 from payments_api.config.redis import create_redis, wait_for_redis
 from payments_api.config.settings import Settings
+from payments_api.models import merchant as merchant_store
+from payments_api.services.api_keys import ApiKeyService
 from payments_api.services.auth import AuthService
 from payments_api.services.cancellations import CancelService
+from payments_api.services.credentials import Credentials
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import EventDispatcher, EventService
 from payments_api.services.gateway import GatewayClient
@@ -46,6 +49,7 @@ class Services:
     auth: AuthService
     users: UserService
     merchants: MerchantService
+    api_keys: ApiKeyService
     limits: DailyLimitService
     stats: StatsService
     settlement: SettlementService
@@ -93,15 +97,17 @@ def build_services(
     cancellations = CancelService(database, gateway, limits, cache, stats)
     refund_settlement = RefundSettlement(database, cache)
     webhooks = create_webhook_client()
+    credentials = Credentials(database)
     return Services(
         settings=settings,
         database=database,
         redis=redis,
         metrics=metrics,
         gateway=gateway,
-        auth=AuthService(settings, database),
-        users=UserService(settings, database, stats),
-        merchants=MerchantService(settings, database),
+        auth=AuthService(settings, database, credentials),
+        users=UserService(settings, database, stats, credentials),
+        merchants=MerchantService(settings, database, credentials),
+        api_keys=ApiKeyService(database, credentials),
         limits=limits,
         stats=stats,
         settlement=settlement,
@@ -135,6 +141,8 @@ async def open_services(
     try:
         await database.connect()
         await wait_for_redis(redis, settings)
+        await database.drop_legacy_indexes()
+        await merchant_store.adopt_legacy_keys(database)
         await database.create_indexes()
     except BaseException:
         await gateway.aclose()

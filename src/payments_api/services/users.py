@@ -14,6 +14,7 @@ from payments_api.config.settings import Settings
 from payments_api.errors import ConflictError, NotFoundError, UnauthorizedError
 from payments_api.models import user as user_store
 from payments_api.models.user import User
+from payments_api.services.credentials import Credentials
 from payments_api.services.passwords import hash_password
 from payments_api.services.stats import StatsService
 from payments_api.utils import ids
@@ -68,10 +69,13 @@ def phone_key(phone_number: str) -> str:
 
 
 class UserService:
-    def __init__(self, settings: Settings, db: Database, stats: StatsService) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, stats: StatsService, credentials: Credentials
+    ) -> None:
         self.settings = settings
         self.db = db
         self.stats = stats
+        self.credentials = credentials
 
     async def register(
         self,
@@ -136,6 +140,7 @@ class UserService:
                 raise UserNotFound()
             user = found
         await self.stats.invalidate(user_id)  # the cached stats carry the daily limit
+        self.credentials.forget_user(user_id)  # a deactivation holds here at once
         log_business_event(
             "user updated", userId=user_id, adminId=admin_id, changes=sorted(changes)
         )

@@ -44,3 +44,7 @@ def transaction_id() -> str:
 
 def event_id() -> str:
     return new_id("evt")
+
+
+def api_key_id() -> str:
+    return new_id("key")

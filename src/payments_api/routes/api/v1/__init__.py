@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from payments_api.routes.api.v1 import auth, events, merchants, payments, users
+from payments_api.routes.api.v1 import api_keys, auth, events, merchants, payments, users
 
 router = APIRouter()
 router.include_router(users.router)
 router.include_router(auth.router)
 router.include_router(merchants.router)
+router.include_router(api_keys.router)
 router.include_router(payments.router)
 router.include_router(events.router)
