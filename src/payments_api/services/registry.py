@@ -20,6 +20,7 @@ from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import IdempotencyService
 from payments_api.services.merchants import MerchantService
 from payments_api.services.payment_cache import PaymentCache
+from payments_api.services.payment_history import PaymentHistoryService
 from payments_api.services.payment_reads import PaymentReadService
 from payments_api.services.payments import PaymentService
 from payments_api.services.rate_limits import RateLimiter
@@ -51,6 +52,7 @@ class Services:
     settlement: SettlementService
     payments: PaymentService
     payment_reads: PaymentReadService
+    payment_history: PaymentHistoryService
     cancellations: CancelService
     refunds: RefundService
     refund_settlement: RefundSettlement
@@ -109,6 +111,7 @@ def build_services(
             settings, database, gateway, idempotency, limits, cache, settlement
         ),
         payment_reads=PaymentReadService(database, cache),
+        payment_history=PaymentHistoryService(database),
         cancellations=cancellations,
         refunds=RefundService(database, gateway, idempotency, refund_settlement),
         refund_settlement=refund_settlement,
