@@ -75,7 +75,8 @@ class HistoryPage:
     total: int = 0
 
 
-def _filters(owner: Owner, query: HistoryQuery) -> dict[str, Any]:
+def filters_of(owner: Owner, query: HistoryQuery) -> dict[str, Any]:
+    """The owner's payments the query's filters keep (the equality fields, then the range)."""
     filters: dict[str, Any] = {owner.field: owner.id}
     if query.status:
         filters["status"] = query.status
@@ -97,7 +98,7 @@ class PaymentHistoryService:
 
     async def page(self, owner: Owner, query: HistoryQuery) -> HistoryPage:
         """One page of the owner's payments matching the query, newest first."""
-        filters = _filters(owner, query)
+        filters = filters_of(owner, query)
         if query.starting_after is not None and query.ending_before is not None:
             raise InvalidCursor.both()
         if query.starting_after is None and query.ending_before is None:
