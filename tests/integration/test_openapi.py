@@ -307,7 +307,7 @@ async def test_payment_creation_names_each_error_code_under_its_status(
     assert codes(402) == {"PAYMENT_DECLINED"}
     assert codes(403) == {"FORBIDDEN", "USER_INACTIVE"}
     assert codes(404) == {"MERCHANT_NOT_FOUND", "PAYMENT_NOT_FOUND"}
-    assert codes(409) == {"IDEMPOTENCY_KEY_IN_USE"}
+    assert codes(409) == {"IDEMPOTENCY_KEY_IN_USE", "DUPLICATE_ORDER_ID"}
     assert codes(422) == {
         "VALIDATION_ERROR",
         "IDEMPOTENCY_KEY_REUSED",

@@ -248,6 +248,8 @@ async def test_history_lists_only_the_callers_payments_newest_first(
         "totalCount": 3,
         "hasNextPage": False,
         "hasPrevPage": False,
+        "hasMore": False,
+        "nextCursor": None,
     }
     assert ids_of(await history(client, other.headers)) == [theirs]
 
@@ -286,6 +288,8 @@ async def test_history_pages_through_all_payments(client: httpx.AsyncClient) -> 
             "totalCount": 5,
             "hasNextPage": n < 3,
             "hasPrevPage": n > 1,
+            "hasMore": n < 3,
+            "nextCursor": newest_first[2 * n - 1] if n < 3 else None,
         }
         for n in (1, 2, 3)
     ]
@@ -314,6 +318,8 @@ async def test_a_limit_above_100_is_clamped_to_100(client: httpx.AsyncClient) ->
         "totalCount": 101,
         "hasNextPage": True,
         "hasPrevPage": False,
+        "hasMore": True,
+        "nextCursor": made[1],
     }
     assert ids_of(second) == [made[0]]
     assert second["pagination"] == {
@@ -322,6 +328,8 @@ async def test_a_limit_above_100_is_clamped_to_100(client: httpx.AsyncClient) ->
         "totalCount": 101,
         "hasNextPage": False,
         "hasPrevPage": True,
+        "hasMore": False,
+        "nextCursor": None,
     }
     assert set(ids_of(first)) | set(ids_of(second)) == set(made)
     assert len(default["payments"]) == 20
@@ -560,6 +568,8 @@ async def test_merchant_history_pages_and_filters_like_the_user_history(
         "totalCount": 3,
         "hasNextPage": False,
         "hasPrevPage": True,
+        "hasMore": False,
+        "nextCursor": None,
     }
     assert ids_of(refunded) == [ours[1]]
     assert bad.status_code == 422

@@ -70,7 +70,9 @@ async def test_the_merchant_refunds_part_of_a_payment(
         "reason",
         "status",
         "createdAt",
+        "metadata",
     }
+    assert body["refund"]["metadata"] == {}
     assert body["refund"]["refundId"].startswith("re_")
     assert body["refund"]["paymentId"] == payment["paymentId"]
     assert body["refund"]["amount"] == 3_000

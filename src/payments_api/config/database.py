@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.monitoring import (
     CommandFailedEvent,
     CommandListener,
@@ -33,6 +33,23 @@ TRANSACTION_PROBE = "transaction_probe"
 Session = Any
 """A Motor client session, or None where the deployment has no transactions."""
 
+NEWEST_FIRST = [("createdAt", DESCENDING), ("_id", DESCENDING)]
+
+
+def _history_indexes(owner: str, name: str) -> list[IndexModel]:
+    return [
+        IndexModel([(owner, ASCENDING), *NEWEST_FIRST], name=f"{name}_payments_newest"),
+        IndexModel(
+            [(owner, ASCENDING), ("status", ASCENDING), *NEWEST_FIRST],
+            name=f"{name}_payments_by_status",
+        ),
+        IndexModel(
+            [(owner, ASCENDING), ("merchantOrderId", ASCENDING), *NEWEST_FIRST],
+            name=f"{name}_payments_by_order",
+        ),
+    ]
+
+
 INDEXES: dict[str, list[IndexModel]] = {
     "users": [
         IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
@@ -50,8 +67,20 @@ INDEXES: dict[str, list[IndexModel]] = {
             unique=True,
             name="user_idempotency_key_unique",
         ),
-        IndexModel([("userId", ASCENDING), ("createdAt", DESCENDING)], name="user_history"),
-        IndexModel([("merchantId", ASCENDING), ("createdAt", DESCENDING)], name="merchant_history"),
+        # One merchant's order is held by at most one payment: those that have not failed
+        # carry `holdsOrder` (a failure unsets it in the update that records it).
+        IndexModel(
+            [("merchantId", ASCENDING), ("merchantOrderId", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"holdsOrder": True},
+            name="merchant_order_unique",
+        ),
+        # The histories (models/payment_pages.py), newest first by (createdAt, _id): the
+        # equality filters first, then the sort keys, so every page and cursor is read in
+        # order from one index, never sorted in memory. A merchantOrderId matches a few
+        # payments, so a status filter beside it is checked on those.
+        *_history_indexes("userId", "user"),
+        *_history_indexes("merchantId", "merchant"),
         IndexModel([("status", ASCENDING), ("updatedAt", ASCENDING)], name="status_age"),
         # Only failures no gateway "no" stands behind carry it, while they are watched.
         IndexModel([("nextRecheckAt", ASCENDING)], sparse=True, name="late_charge_recheck"),
@@ -80,12 +109,13 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-LEGACY_INDEXES: dict[str, list[str]] = {
-    # One key per merchant, on the merchant (v1.0); its unique nulls would refuse a second
-    # merchant of today's shape.
+RETIRED_INDEXES: dict[str, list[str]] = {
+    "payments": ["user_history", "merchant_history"],
+    # One key per merchant, on the merchant (v1.0): its unique nulls would refuse a second
+    # merchant of today's shape, so it must go before anything is written.
     "merchants": ["api_key_hash_unique"],
 }
-"""Indexes earlier versions made that today's documents must not meet: dropped at start-up."""
+"""Indexes earlier versions made that INDEXES replaced: dropped at start-up where present."""
 
 
 class SlowQueryListener(CommandListener):
@@ -202,17 +232,28 @@ class Database:
     async def ping(self) -> None:
         await self.client.admin.command("ping")
 
-    async def drop_legacy_indexes(self) -> None:
-        for collection, names in LEGACY_INDEXES.items():
-            existing = await self.db[collection].index_information()
-            for name in names:
-                if name in existing:
-                    await self.db[collection].drop_index(name)
-                    logger.info("dropped a legacy index", collection=collection, index=name)
-
     async def create_indexes(self) -> None:
         for collection, indexes in INDEXES.items():
-            await self.db[collection].create_indexes(indexes)
+            if self.in_memory:
+                # mongomock's create_indexes drops options such as partialFilterExpression;
+                # its create_index keeps them.
+                for index in indexes:
+                    options = {k: v for k, v in index.document.items() if k != "key"}
+                    await self.db[collection].create_index(
+                        list(index.document["key"].items()), **options
+                    )
+            else:
+                await self.db[collection].create_indexes(indexes)
+
+    async def drop_retired_indexes(self) -> None:
+        for collection, names in RETIRED_INDEXES.items():
+            existing = {index["name"] async for index in self.db[collection].list_indexes()}
+            for name in names:
+                if name in existing:
+                    try:
+                        await self.db[collection].drop_index(name)
+                    except OperationFailure:  # another process dropped it first
+                        logger.info("retired index already dropped", index=name)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:

@@ -1,8 +1,11 @@
-"""The query parameters of a payment history: page, limit, status and a date range, parsed
-into the service's `HistoryQuery` (a date is a whole business day in BUSINESS_TIMEZONE)."""
+"""The query parameters of a payment history: page, limit, status, a date range, the
+merchant's order id and the cursors, parsed into the service's `HistoryQuery` (a date is a
+whole business day in BUSINESS_TIMEZONE). Which of them may go together is the service's
+rule (`InvalidCursor`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
@@ -11,7 +14,8 @@ from fastapi import Depends, Query
 from payments_api.config.constants import MAX_QUERY_INTEGER, PaymentStatus
 from payments_api.errors import ValidationFailed
 from payments_api.middleware.auth import ServicesDep
-from payments_api.services.payment_reads import HistoryQuery
+from payments_api.schemas.payments import MERCHANT_ORDER_ID_PATTERN
+from payments_api.services.payment_history import HistoryQuery
 from payments_api.services.registry import Services
 
 MAX_PAGE_SIZE = 100
@@ -54,14 +58,24 @@ INSTANT_QUERY: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page is: by number, or beside a cursor payment."""
+
+    page: int | None = None
+    starting_after: str | None = None
+    ending_before: str | None = None
+
+
 def parse_history_query(
     services: Services,
     *,
-    page: int,
     limit: int,
     status: PaymentStatus | None,
     start_date: str | None,
     end_date: str | None,
+    merchant_order_id: str | None = None,
+    position: Position | None = None,
 ) -> HistoryQuery:
     # `?startDate=` is a value, and not a date: a 422, not a missing filter.
     start = (
@@ -76,18 +90,28 @@ def parse_history_query(
     )
     # A range that ends before it starts is no bad value, only an empty one: it matches no
     # payment (as Stripe's created[gte] > created[lte] does), so each date alone is the rule.
+    position = position or Position()
     return HistoryQuery(
-        page=page,
+        page=position.page,
         limit=min(limit, MAX_PAGE_SIZE),
         status=status.value if status else None,
         start=start,
         end=end,
+        merchant_order_id=merchant_order_id,
+        starting_after=position.starting_after,
+        ending_before=position.ending_before,
     )
+
+
+CURSOR_QUERY: dict[str, Any] = {"min_length": 1, "max_length": 64}
 
 
 async def history_query(
     services: ServicesDep,
-    page: Annotated[int, Query(ge=1, le=MAX_QUERY_INTEGER)] = 1,
+    page: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_QUERY_INTEGER, description="Default 1; not with a cursor"),
+    ] = None,
     limit: Annotated[
         int,
         Query(ge=1, le=MAX_QUERY_INTEGER, description="1-100; larger values are clamped to 100"),
@@ -95,9 +119,37 @@ async def history_query(
     status: PaymentStatus | None = None,
     start_date: Annotated[str | None, Query(alias="startDate", **INSTANT_QUERY)] = None,
     end_date: Annotated[str | None, Query(alias="endDate", **INSTANT_QUERY)] = None,
+    merchant_order_id: Annotated[
+        str | None,
+        Query(
+            alias="merchantOrderId", min_length=1, max_length=64, pattern=MERCHANT_ORDER_ID_PATTERN
+        ),
+    ] = None,
+    starting_after: Annotated[
+        str | None,
+        Query(
+            alias="startingAfter",
+            description="A paymentId: the payments older than it",
+            **CURSOR_QUERY,
+        ),
+    ] = None,
+    ending_before: Annotated[
+        str | None,
+        Query(
+            alias="endingBefore",
+            description="A paymentId: the payments newer than it",
+            **CURSOR_QUERY,
+        ),
+    ] = None,
 ) -> HistoryQuery:
     return parse_history_query(
-        services, page=page, limit=limit, status=status, start_date=start_date, end_date=end_date
+        services,
+        limit=limit,
+        status=status,
+        start_date=start_date,
+        end_date=end_date,
+        merchant_order_id=merchant_order_id,
+        position=Position(page, starting_after, ending_before),
     )
 
 

@@ -17,6 +17,7 @@ from payments_api.models.payment import public_view
 from payments_api.models.refund import Refund
 from payments_api.schemas.payments import (
     CancelEnvelope,
+    CursorPagination,
     Pagination,
     PaymentCreate,
     PaymentEnvelope,
@@ -32,7 +33,7 @@ from payments_api.schemas.payments import (
     StatsEnvelope,
 )
 from payments_api.services.auth import Principal
-from payments_api.services.payment_reads import HistoryQuery
+from payments_api.services.payment_history import HistoryQuery, Owner
 from payments_api.services.payments import NewPayment, PaymentFailed
 from payments_api.services.registry import Services
 
@@ -59,6 +60,8 @@ async def create(
                 payment_method=body.payment_method.value,
                 product_name=body.product_name,
                 currency=body.currency,
+                merchant_order_id=body.merchant_order_id,
+                metadata=body.metadata,
             ),
         )
     except PaymentFailed as failed:
@@ -90,19 +93,31 @@ async def history(
     user_id: str | None = None,
     merchant_id: str | None = None,
 ) -> PaymentListEnvelope:
-    found, total = await services.payment_reads.history(
-        user_id=user_id, merchant_id=merchant_id, query=query
+    """A page by number (its `pagination` has the counts and the next cursor), or a cursor
+    page (`pagination` exactly `{hasMore, nextCursor, prevCursor}`)."""
+    owner = (
+        Owner("userId", user_id) if user_id is not None else Owner("merchantId", merchant_id or "")
     )
-    total_pages = (total + query.limit - 1) // query.limit
-    return PaymentListEnvelope(
-        payments=[PaymentOut.model_validate(public_view(p)) for p in found],
-        pagination=Pagination(
-            current_page=query.page,
+    found = await services.payment_history.page(owner, query)
+    pagination: Pagination | CursorPagination
+    if found.page is None:
+        pagination = CursorPagination(
+            has_more=found.has_more, next_cursor=found.next_cursor, prev_cursor=found.prev_cursor
+        )
+    else:
+        total_pages = (found.total + query.limit - 1) // query.limit
+        pagination = Pagination(
+            current_page=found.page,
             total_pages=total_pages,
-            total_count=total,
-            has_next_page=query.page < total_pages,
-            has_prev_page=query.page > 1,
-        ),
+            total_count=found.total,
+            has_next_page=found.page < total_pages,
+            has_prev_page=found.page > 1,
+            has_more=found.has_more,
+            next_cursor=found.next_cursor,
+        )
+    return PaymentListEnvelope(
+        payments=[PaymentOut.model_validate(public_view(p)) for p in found.payments],
+        pagination=pagination,
     )
 
 
@@ -123,6 +138,7 @@ def _refund_out(refund: Refund) -> RefundOut:
         reason=refund.reason,
         status=refund.status,
         created_at=refund.created_at,
+        metadata=refund.metadata,
     )
 
 
@@ -136,7 +152,12 @@ async def refund(
 ) -> RefundEnvelope:
     key = optional_idempotency_key(key_header)
     outcome = await services.refunds.refund(
-        principal, payment_id, amount=body.amount, reason=body.reason, key=key
+        principal,
+        payment_id,
+        amount=body.amount,
+        reason=body.reason,
+        key=key,
+        metadata=body.metadata,
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"

@@ -3,13 +3,15 @@ returns None and the service decides what that means."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from pydantic import Field
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.constants import PaymentStatus
 from payments_api.config.database import Database, Session
@@ -48,6 +50,11 @@ class Payment(Document):
     failure_code: str | None = None
     failure_message: str | None = None
     cancel_reason: str | None = None
+    merchant_order_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    holds_order: bool | None = None
+    """True while the payment holds its `merchantOrderId` (from its insert until it fails):
+    only such payments are in ORDER_INDEX, which keeps an order to one of them."""
     idempotency_key: str
     request_fingerprint: str
     hold_day: str
@@ -99,16 +106,38 @@ class Transition:
         cls, payment: Payment, now: datetime, *, ends_reservation: str | None = None, **changes: Any
     ) -> Transition:
         """`changes` by field name; `ends_reservation` takes the reservation of that refund
-        (or cancel) off `pendingRefunds`."""
+        (or cancel) off `pendingRefunds`. A change to `failed` lets go of the payment's
+        `merchantOrderId` in the same update, whichever path fails it, so that the order is
+        free for another try exactly when the failure is recorded."""
         pending = payment.pending_refunds
         if ends_reservation is not None:
             pending = [p for p in pending if p.refund_id != ends_reservation]
-        after = payment.next_state(now, **changes, pending_refunds=pending)
+        fails = changes.get("status") == PaymentStatus.FAILED
+        released = {"holds_order": None} if fails else {}
+        after = payment.next_state(now, **changes, **released, pending_refunds=pending)
         stored = after.model_dump(by_alias=True, include=set(changes))
         update: dict[str, Any] = {"$set": {name: _plain(value) for name, value in stored.items()}}
         if ends_reservation is not None:
             update["$pull"] = {"pendingRefunds": {"refundId": ends_reservation}}
+        if fails:
+            update["$unset"] = {"holdsOrder": ""}
         return cls(after, update)
+
+
+ORDER_INDEX = "merchant_order_unique"
+"""The unique index on (merchantId, merchantOrderId) over the payments holding their order."""
+
+
+def is_order_clash(error: DuplicateKeyError) -> bool:
+    """Whether ORDER_INDEX refused the write (not the idempotency key's index): by the key
+    pattern the server reports, else by the index name in its message (never by a substring
+    of the whole message, which also holds the clashing values)."""
+    details = error.details or {}
+    pattern = details.get("keyPattern") or details.get("keyValue")
+    if pattern:
+        return "merchantOrderId" in pattern
+    named = re.search(r"index: (\S+)", str(error))
+    return named is not None and named.group(1) == ORDER_INDEX
 
 
 def _plain(value: Any) -> Any:
@@ -238,22 +267,6 @@ async def oldest_created_at(db: Database, status: str) -> datetime | None:
     return Payment.from_mongo(raw).created_at if raw else None
 
 
-async def find_page(
-    db: Database, query: dict[str, Any], *, skip: int, limit: int
-) -> tuple[list[Payment], int]:
-    """One page, newest first, and the total count of the query."""
-    cursor = (
-        db[COLLECTION]
-        .find(query)
-        .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
-        .skip(skip)
-        .limit(limit)
-    )
-    payments = [Payment.from_mongo(raw) async for raw in cursor]
-    total: int = await db[COLLECTION].count_documents(query)
-    return payments, total
-
-
 def _iso(value: datetime | None) -> str | None:
     return iso_utc(value) if value else None
 
@@ -279,4 +292,6 @@ def public_view(payment: Payment) -> dict[str, Any]:
         "updatedAt": _iso(payment.updated_at),
         "completedAt": _iso(payment.completed_at),
         "cancelledAt": _iso(payment.cancelled_at),
+        "merchantOrderId": payment.merchant_order_id,
+        "metadata": payment.metadata,
     }

@@ -23,6 +23,7 @@ class Refund(Document):
     merchant_id: str
     amount: int
     reason: str
+    metadata: dict[str, str] = Field(default_factory=dict)
     status: RefundStatus
     requested_by: str
     idempotency_scope: str | None = None

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from iso4217 import Currency as Iso4217
-from pydantic import AfterValidator, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from payments_api.config.constants import MAX_MONEY, PaymentMethod, PaymentStatus
 from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope, pattern, text
@@ -47,12 +55,53 @@ ProductName = Annotated[
 """1-200 characters, not blank, and no control character: it is printed on receipts."""
 
 
+MERCHANT_ORDER_ID_PATTERN = pattern(
+    r"^[\x20-\x7e]{1,64}$", "must be 1-64 printable ASCII characters"
+)
+MerchantOrderId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=MERCHANT_ORDER_ID_PATTERN),
+    Field(
+        description="The merchant's own order reference: unique among its payments that "
+        "have not failed"
+    ),
+]
+
+MAX_METADATA_KEYS = 20
+METADATA_RULE = (
+    f"must be an object of at most {MAX_METADATA_KEYS} keys of 1-40 characters, "
+    "each value a string of at most 500 characters"
+)
+
+
+def _metadata_as_one_field(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Whatever is wrong inside `metadata` (a key, a value, their number) is reported as one
+    error on `metadata` itself, with the whole rule, not one per inner path."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise ValueError(METADATA_RULE) from None
+
+
+Metadata = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=40)],
+        Annotated[str, StringConstraints(max_length=500)],
+    ],
+    Field(max_length=MAX_METADATA_KEYS),
+    WrapValidator(_metadata_as_one_field),
+]
+"""The client's own key-value pairs: stored and returned as given, never used for a decision."""
+
+
 class PaymentCreate(CamelModel):
     amount: Amount
     merchant_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     payment_method: PaymentMethod
     product_name: ProductName
     currency: Currency = "KRW"
+    merchant_order_id: MerchantOrderId | None = None
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class PaymentOut(CamelModel):
@@ -73,6 +122,8 @@ class PaymentOut(CamelModel):
     updated_at: ApiDatetime
     completed_at: ApiDatetime | None
     cancelled_at: ApiDatetime | None
+    merchant_order_id: str | None
+    metadata: dict[str, str]
 
 
 class PaymentEnvelope(Envelope):
@@ -87,16 +138,37 @@ class PaymentReplayEnvelope(Envelope):
 
 
 class Pagination(CamelModel):
+    """A page by number (no cursor in the query)."""
+
     current_page: int
     total_pages: int
     total_count: int
     has_next_page: bool
     has_prev_page: bool
+    has_more: bool
+    next_cursor: str | None = Field(
+        description="The page's last paymentId when older payments match, else null"
+    )
+
+
+class CursorPagination(CamelModel):
+    """A page after (`startingAfter`) or before (`endingBefore`) a payment."""
+
+    has_more: bool = Field(
+        description="More payments match in the direction of the cursor: older ones after "
+        "`startingAfter`, newer ones before `endingBefore`"
+    )
+    next_cursor: str | None = Field(
+        description="The page's last paymentId when older payments match, else null"
+    )
+    prev_cursor: str | None = Field(
+        description="The page's first paymentId when newer payments match, else null"
+    )
 
 
 class PaymentListEnvelope(Envelope):
     payments: list[PaymentOut]
-    pagination: Pagination
+    pagination: Pagination | CursorPagination
 
 
 class CancelRequest(CamelModel):
@@ -117,6 +189,7 @@ class CancelEnvelope(Envelope):
 class RefundRequest(CamelModel):
     amount: Amount | None = None
     reason: Reason
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class RefundOut(CamelModel):
@@ -126,6 +199,7 @@ class RefundOut(CamelModel):
     reason: str
     status: Literal["pending", "succeeded", "failed"]
     created_at: ApiDatetime
+    metadata: dict[str, str]
 
 
 class RefundEnvelope(Envelope):

@@ -1,4 +1,5 @@
-"""Reading payments: one payment (from the read cache when it is there) and the histories.
+"""Reading payments: one payment (from the read cache when it is there); the histories are
+services/payment_history.py.
 
 Who may read a payment: its payer (the user), its payee (the merchant) and an active admin.
 Anyone else is told it does not exist, so that payment ids cannot be probed.
@@ -7,8 +8,6 @@ Anyone else is told it does not exist, so that payment ids cannot be probed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from payments_api.config.database import Database
@@ -24,15 +23,6 @@ from payments_api.utils.cache import versioned_payload
 class PaymentNotFound(NotFoundError):
     code = "PAYMENT_NOT_FOUND"
     message = "Payment not found"
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
-    page: int
-    limit: int
-    status: str | None
-    start: datetime | None
-    end: datetime | None
 
 
 def is_payer_or_payee(principal: Principal, user_id: str, merchant_id: str) -> bool:
@@ -81,24 +71,3 @@ class PaymentReadService:
         ):
             raise PaymentNotFound()
         return payment
-
-    async def history(
-        self, *, user_id: str | None = None, merchant_id: str | None = None, query: HistoryQuery
-    ) -> tuple[list[Payment], int]:
-        filters: dict[str, Any] = {}
-        if user_id is not None:
-            filters["userId"] = user_id
-        if merchant_id is not None:
-            filters["merchantId"] = merchant_id
-        if query.status:
-            filters["status"] = query.status
-        created: dict[str, datetime] = {}
-        if query.start:
-            created["$gte"] = query.start
-        if query.end:
-            created["$lte"] = query.end
-        if created:
-            filters["createdAt"] = created
-        return await payment_store.find_page(
-            self.db, filters, skip=(query.page - 1) * query.limit, limit=query.limit
-        )

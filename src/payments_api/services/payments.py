@@ -2,11 +2,12 @@
 
 The create flow, each step safe to repeat:
 1. the Idempotency-Key claimed in Redis (`IdempotencyService.claim`), or a replay / 409 / 422;
-2. the payment recorded `pending` (the unique (userId, idempotencyKey) index is the last word
-   on the key), then its daily-limit hold taken by a guarded `$inc` — a refused hold deletes
-   the payment again; both happen before any money moves, and a process that dies between
-   them leaves a pending payment that reconciliation reverses at the gateway and fails (never
-   charged), never an orphan hold that would shrink the user's limit;
+2. the payment recorded `pending` (unique indexes are the last word on the key and on the
+   merchant's order: `DuplicateOrderId`, models/payment.py ORDER_INDEX), then its
+   daily-limit hold taken by a guarded `$inc` — a refused hold deletes the payment again;
+   both happen before any money moves, and a process that dies between them leaves a pending
+   payment that reconciliation reverses at the gateway and fails (never charged), never an
+   orphan hold that would shrink the user's limit;
 3. the gateway asked, with the paymentId as its idempotency key, no transaction open;
 4. settled through `SettlementService` (completed / failed) or left pending for reconciliation.
 
@@ -17,7 +18,7 @@ controller turns them into statuses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pymongo.errors import DuplicateKeyError
 
@@ -26,6 +27,7 @@ from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import (
     AppError,
+    ConflictError,
     PaymentRequiredError,
     ServiceUnavailableError,
     UnauthorizedError,
@@ -64,8 +66,13 @@ class NewPayment:
     payment_method: str
     product_name: str
     currency: str
+    merchant_order_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
+        """The optional fields count only when given: a body without them keeps the digest
+        it had before they existed (a key used across a deploy still replays)."""
+        optional = {"merchantOrderId": self.merchant_order_id, "metadata": self.metadata}
         return fingerprint(
             {
                 "amount": self.amount,
@@ -73,6 +80,7 @@ class NewPayment:
                 "paymentMethod": self.payment_method,
                 "productName": self.product_name,
                 "currency": self.currency,
+                **{name: value for name, value in optional.items() if value},
             }
         )
 
@@ -96,6 +104,11 @@ class AmountTooLarge(UnprocessableError):
         super().__init__(
             message=f"The amount may not exceed {max_amount}", extra={"maxAmount": max_amount}
         )
+
+
+class DuplicateOrderId(ConflictError):
+    code = "DUPLICATE_ORDER_ID"
+    message = "This merchant already has a payment for this merchantOrderId that has not failed"
 
 
 class PaymentFailed(AppError):
@@ -192,11 +205,15 @@ class PaymentService:
         payment = self._new_payment(user_id, merchant.id, key, claim.fingerprint, request)
         try:
             await payment_store.insert(self.db, payment)
-        except DuplicateKeyError:  # a request with the same key raced this one
+        except DuplicateKeyError as clash:
+            # A request with the same key raced this one (a replay, whichever index said so),
+            # or another payment holds the order: refused before any hold or charge.
             raced = await payment_store.find_by_idempotency_key(self.db, user_id, key)
-            if raced is None:
-                raise
-            return self._replay_payment(raced, claim.fingerprint)
+            if raced is not None:
+                return self._replay_payment(raced, claim.fingerprint)
+            if payment_store.is_order_clash(clash):
+                raise DuplicateOrderId() from clash
+            raise
         await self._hold(payment, user)
         claim.made(payment.id)
         return CreatedPayment(await self._charge(payment))
@@ -221,6 +238,9 @@ class PaymentService:
             currency=request.currency,
             payment_method=request.payment_method,
             product_name=request.product_name,
+            merchant_order_id=request.merchant_order_id,
+            metadata=request.metadata,
+            holds_order=True if request.merchant_order_id is not None else None,
             status=PaymentStatus.PENDING,
             idempotency_key=key,
             request_fingerprint=body_fingerprint,

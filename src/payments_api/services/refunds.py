@@ -8,7 +8,7 @@ reconciliation uses too. A refusal gives the reservation back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pymongo.errors import DuplicateKeyError
 
@@ -42,6 +42,21 @@ from payments_api.utils.clock import utcnow
 class RefundOutcome:
     refund: Refund
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RefundAsked:
+    """What a refund request asks for: `amount` None is all that is left."""
+
+    amount: int | None
+    reason: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self, payment_id: str) -> str:
+        """The body's digest for its Idempotency-Key; `metadata` counts only when given, so
+        a body without it keeps the digest it had before it existed."""
+        body = {"paymentId": payment_id, "amount": self.amount, "reason": self.reason}
+        return fingerprint({**body, "metadata": self.metadata} if self.metadata else body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +132,13 @@ class RefundService:
         amount: int | None,
         reason: str,
         key: str | None,
+        metadata: dict[str, str] | None = None,
     ) -> RefundOutcome:
+        asked = RefundAsked(amount, reason, metadata or {})
         payment = await self._payment_for_refunder(principal, payment_id)
         if key is None:
-            return await self._refund(principal, payment, amount, reason, None)
-        body = fingerprint({"paymentId": payment_id, "amount": amount, "reason": reason})
+            return await self._refund(principal, payment, asked, None)
+        body = asked.fingerprint(payment_id)
         scope = f"refund:{principal.kind}:{principal.id}"
         async with self.idempotency.claim(
             scope, key, body, still_replayable=self._refund_happened
@@ -129,7 +146,7 @@ class RefundService:
             if claim.replay is not None:
                 return RefundOutcome(await self._stored_refund(claim.replay), replayed=True)
             keyed = KeyedRequest(f"{scope}:{key}", body)
-            outcome = await self._refund(principal, payment, amount, reason, keyed)
+            outcome = await self._refund(principal, payment, asked, keyed)
             claim.made(outcome.refund.id)
             return outcome
 
@@ -154,8 +171,7 @@ class RefundService:
         self,
         principal: Principal,
         payment: Payment,
-        amount: int | None,
-        reason: str,
+        asked: RefundAsked,
         keyed: KeyedRequest | None,
     ) -> RefundOutcome:
         """Reserve, ask the gateway, record its answer."""
@@ -165,10 +181,10 @@ class RefundService:
                 return RefundOutcome(earlier, replayed=True)
         if payment.status not in REFUNDABLE:
             raise PaymentNotRefundable()
-        value = amount if amount is not None else payment.available_to_refund
+        value = asked.amount if asked.amount is not None else payment.available_to_refund
         if value <= 0 or value > payment.available_to_refund:
             raise RefundExceedsAvailable(payment.available_to_refund)
-        refund = self._new_refund(principal, payment, value, reason, keyed)
+        refund = self._new_refund(principal, payment, value, asked, keyed)
         try:
             await refund_store.insert(self.db, refund)
         except DuplicateKeyError:  # a request with the same key raced this one
@@ -185,7 +201,7 @@ class RefundService:
         principal: Principal,
         payment: Payment,
         amount: int,
-        reason: str,
+        asked: RefundAsked,
         keyed: KeyedRequest | None,
     ) -> Refund:
         now = utcnow()
@@ -195,7 +211,8 @@ class RefundService:
             user_id=payment.user_id,
             merchant_id=payment.merchant_id,
             amount=amount,
-            reason=reason,
+            reason=asked.reason,
+            metadata=asked.metadata,
             status="pending",
             requested_by=f"{principal.kind}:{principal.id}",
             idempotency_scope=keyed.scope if keyed else None,

@@ -23,6 +23,7 @@ from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import IdempotencyService
 from payments_api.services.merchants import MerchantService
 from payments_api.services.payment_cache import PaymentCache
+from payments_api.services.payment_history import PaymentHistoryService
 from payments_api.services.payment_reads import PaymentReadService
 from payments_api.services.payments import PaymentService
 from payments_api.services.rate_limits import RateLimiter
@@ -55,6 +56,7 @@ class Services:
     settlement: SettlementService
     payments: PaymentService
     payment_reads: PaymentReadService
+    payment_history: PaymentHistoryService
     cancellations: CancelService
     refunds: RefundService
     refund_settlement: RefundSettlement
@@ -115,6 +117,7 @@ def build_services(
             settings, database, gateway, idempotency, limits, cache, settlement
         ),
         payment_reads=PaymentReadService(database, cache),
+        payment_history=PaymentHistoryService(database),
         cancellations=cancellations,
         refunds=RefundService(database, gateway, idempotency, refund_settlement),
         refund_settlement=refund_settlement,
@@ -141,7 +144,7 @@ async def open_services(
     try:
         await database.connect()
         await wait_for_redis(redis, settings)
-        await database.drop_legacy_indexes()
+        await database.drop_retired_indexes()
         await merchant_store.adopt_legacy_keys(database)
         await database.create_indexes()
     except BaseException:

@@ -34,6 +34,7 @@ from payments_api.schemas.merchants import (
 )
 from payments_api.schemas.payments import PaymentListEnvelope
 from payments_api.services.merchants import MerchantNotFound
+from payments_api.services.payment_history import InvalidCursor
 
 router = APIRouter(prefix="/api/v1/merchants", tags=["merchants"])
 
@@ -97,7 +98,7 @@ async def get_merchant(
 @router.get(
     "/me/payments",
     response_model=PaymentListEnvelope,
-    responses=error_responses(UnauthorizedError, ForbiddenError, ValidationFailed),
+    responses=error_responses(UnauthorizedError, ForbiddenError, ValidationFailed, InvalidCursor),
 )
 async def list_my_payments(
     merchant: CurrentMerchant, services: ServicesDep, query: History

@@ -41,9 +41,11 @@ from payments_api.services.idempotency import (
     IdempotencyStoreUnavailable,
 )
 from payments_api.services.merchants import MerchantNotFound
+from payments_api.services.payment_history import InvalidCursor
 from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.payments import (
     AmountTooLarge,
+    DuplicateOrderId,
     PaymentDeclined,
     PaymentGatewayUnavailable,
     PaymentNotProcessed,
@@ -80,6 +82,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", include_i
             MerchantNotFound,
             PaymentNotFound,
             IdempotencyKeyInUse,
+            DuplicateOrderId,
             IdempotencyKeyReused,
             AmountTooLarge,
             DailyLimitExceeded,
@@ -103,7 +106,7 @@ async def create_payment(
 @router.get(
     "",
     response_model=PaymentListEnvelope,
-    responses=error_responses(UnauthorizedError, ForbiddenError, ValidationFailed),
+    responses=error_responses(UnauthorizedError, ForbiddenError, ValidationFailed, InvalidCursor),
 )
 async def list_payments(
     user: CurrentUser, services: ServicesDep, query: History
