@@ -153,7 +153,7 @@ async def test_completed_payment_is_delivered_signed_with_the_contract_body(
     assert body["id"] == event_id
     assert body["type"] == "payment.completed"
     assert body["createdAt"].endswith("Z")
-    assert body["data"] == {"payment": payment}
+    assert body["data"] == {"payment": payment, "sequence": 1, "previousStatus": "pending"}
 
     signature = received.headers["x-webhook-signature"]
     assert signature.startswith(f"t={int(clock.now.timestamp())},v1=")
@@ -165,7 +165,7 @@ async def test_completed_payment_is_delivered_signed_with_the_contract_body(
     assert set(entry) == {"id", "type", "data"}
     assert entry["id"] == event_id
     assert entry["type"] == "payment.completed"
-    assert json.loads(entry["data"]) == {"payment": payment}
+    assert json.loads(entry["data"]) == body["data"]  # the stream carries the same data
 
     [after] = await all_events(app, payment["paymentId"])
     assert after["status"] == "delivered"
