@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field
 
 from payments_api.config.database import Database
@@ -16,11 +18,22 @@ class Merchant(Document):
     category: str
     webhook_url: str | None = None
     webhook_secret: str
+    previous_webhook_secret: str | None = None
+    """The secret a rotation replaced, still signing deliveries until it expires."""
+    previous_webhook_secret_expires_at: UtcDatetime | None = None
     api_key_hash: str
     api_key_prefix: str
     is_active: bool = True
     created_at: UtcDatetime
     updated_at: UtcDatetime
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, then the one it
+        replaced while that is in its grace period."""
+        expires = self.previous_webhook_secret_expires_at
+        if self.previous_webhook_secret and expires is not None and now < expires:
+            return [self.webhook_secret, self.previous_webhook_secret]
+        return [self.webhook_secret]
 
 
 async def insert(db: Database, merchant: Merchant) -> None:

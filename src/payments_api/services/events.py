@@ -187,7 +187,8 @@ class EventDispatcher:
             )
             ok = False
         else:
-            signature = signature_header(merchant.webhook_secret, int(now.timestamp()), body)
+            secrets = merchant.signing_secrets(now)
+            signature = signature_header(secrets, int(now.timestamp()), body)
             result = await post_webhook(self.http, delivery.url, body, signature)
             attempt = Attempt(
                 attempted_at=now,
