@@ -130,5 +130,12 @@ class ValidationFailed(UnprocessableError):
         return cls([{"field": field, "message": message}])
 
 
+class InvalidCursor(UnprocessableError):
+    """A list's cursor (`startingAfter`) that is not one of the caller's own items."""
+
+    code = "INVALID_CURSOR"
+    message = "The cursor must be the id of one of your own items in this list"
+
+
 class StartupError(Exception):
     """A condition that must stop the process at start-up, with a message for the operator."""

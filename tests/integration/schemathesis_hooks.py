@@ -22,9 +22,10 @@ from payments_api.errors import BadRequestError
 
 REJECTED_POSITIVE_DATA = "ST202"
 
-STATE_RULES = frozenset({"DAILY_LIMIT_EXCEEDED", "REFUND_EXCEEDS_AVAILABLE"})
+STATE_RULES = frozenset({"DAILY_LIMIT_EXCEEDED", "REFUND_EXCEEDS_AVAILABLE", "INVALID_CURSOR"})
 """The contract's 422s for a well-formed request that the current state refuses: what the user
-spent today, what is left to refund. No schema can say them. Not here, so still failures:
+spent today, what is left to refund, which eventIds are the caller's (a list's cursor). No
+schema can say them. Not here, so still failures:
 AMOUNT_TOO_LARGE (the test's server allows the schema's largest amount) and
 IDEMPOTENCY_KEY_REUSED (every schema-valid key is made unique below)."""
 

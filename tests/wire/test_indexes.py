@@ -17,14 +17,22 @@ from tests.fixtures.wire import WireServer
 
 
 def _shape(index: Mapping[str, Any], *, exact: bool) -> tuple[Any, ...]:
-    """What an index is made of. `exact` adds the name, the key directions and sparseness,
-    which a real MongoDB reports as given; nx-27017 names indexes its own way
-    (`idx_<collection>_<fields>`) and reports every key ascending and none sparse."""
+    """What an index is made of. `exact` adds the name, the key directions, sparseness and
+    the partial filter, which a real MongoDB reports as given; nx-27017 names indexes its own
+    way (`idx_<collection>_<fields>`), reports every key ascending, none sparse or partial,
+    and holds a compound index without its `_id` key (tests/fixtures/nx_compat.py)."""
     key = dict(index["key"])
     unique = bool(index.get("unique", False))
     if not exact:
-        return (tuple(key), unique)
-    return (index["name"], tuple(key.items()), unique, bool(index.get("sparse", False)))
+        fields = tuple(key) if len(key) == 1 else tuple(name for name in key if name != "_id")
+        return (fields, unique)
+    return (
+        index["name"],
+        tuple(key.items()),
+        unique,
+        bool(index.get("sparse", False)),
+        tuple(sorted(dict(index.get("partialFilterExpression") or {}).items())),
+    )
 
 
 async def test_every_index_of_indexes_exists_after_start_up(

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.constants import EventType
@@ -126,6 +126,26 @@ async def save_draft(db: Database, event: Event, session: Session = None) -> Non
         await append(db, event, session)
 
 
+async def merchant_page(
+    db: Database, merchant_id: str, filters: dict[str, Any], after: Event | None, limit: int
+) -> list[Event]:
+    """At most `limit` of the merchant's events matching `filters`, newest first (by
+    `createdAt`, then id), older than `after` when given. Drafts are not events yet."""
+    query: dict[str, Any] = {"merchantId": merchant_id, **filters, "status": {"$ne": "draft"}}
+    if after is not None:
+        query["$or"] = [
+            {"createdAt": {"$lt": after.created_at}},
+            {"createdAt": after.created_at, "_id": {"$lt": after.id}},
+        ]
+    cursor = (
+        db[COLLECTION]
+        .find(query)
+        .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
+        .limit(limit)
+    )
+    return [Event.from_mongo(raw) async for raw in cursor]
+
+
 async def publish_draft(
     db: Database, dedupe_key: str, data: dict[str, Any] | None, session: Session = None
 ) -> bool:
@@ -207,9 +227,10 @@ async def update_leased(
 async def restart_delivery(
     db: Database, event_id: str, deliveries: list[Delivery], now: datetime
 ) -> Event | None:
-    """Deliver again from scratch, whatever the state: these deliveries, due now, unleased."""
+    """Deliver again from scratch, whatever the state: these deliveries, due now, unleased
+    (never a draft, which is no event yet)."""
     raw = await db[COLLECTION].find_one_and_update(
-        {"_id": event_id},
+        {"_id": event_id, "status": {"$ne": "draft"}},
         {
             "$set": {
                 "status": "pending",

@@ -18,14 +18,12 @@ from redis.asyncio import Redis
 from payments_api.config.constants import EventType, PaymentStatus
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
-from payments_api.errors import NotFoundError
 from payments_api.models import event as event_store
 from payments_api.models import merchant as merchant_store
 from payments_api.models.event import Attempt, Delivery, Event
 from payments_api.models.payment import Transition, public_view
 from payments_api.services.webhooks import post_webhook, signature_header, unsafe_reason
 from payments_api.utils import ids, workers
-from payments_api.utils.clock import utcnow
 from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger
 from payments_api.utils.metrics import Metrics
@@ -252,37 +250,3 @@ class EventDispatcher:
                 }
             },
         )
-
-
-class EventNotFound(NotFoundError):
-    code = "EVENT_NOT_FOUND"
-    message = "Event not found"
-
-
-class EventService:
-    """The admin's view of events: list a payment's events, redeliver one."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def for_payment(self, payment_id: str) -> list[Event]:
-        return await event_store.for_payment(self.db, payment_id)
-
-    async def redeliver(self, event_id: str) -> Event:
-        """Deliver again from scratch: a delivery still pending is closed as dead (superseded)
-        and a new one starts, due now."""
-        event = await event_store.find_by_id(self.db, event_id)
-        if event is None:
-            raise EventNotFound()
-        merchant = await merchant_store.find_by_id(self.db, event.merchant_id)
-        now = utcnow()
-        deliveries = [
-            d.model_copy(update={"status": "dead"}) if d.status == "pending" else d
-            for d in event.deliveries
-        ]
-        if merchant and merchant.webhook_url:
-            deliveries.append(new_delivery(merchant.webhook_url, now))
-        restarted = await event_store.restart_delivery(self.db, event_id, deliveries, now)
-        if restarted is None:
-            raise EventNotFound()
-        return restarted
