@@ -137,5 +137,25 @@ class ValidationFailed(UnprocessableError):
         return cls([{"field": field, "message": message}])
 
 
+class InvalidCursor(UnprocessableError):
+    """A list's cursor that is not one of the caller's own items, or cursors given together
+    with what excludes them."""
+
+    code = "INVALID_CURSOR"
+    message = "The cursor must be the id of one of your own items in this list"
+
+    @classmethod
+    def both(cls) -> InvalidCursor:
+        return cls(message="Give startingAfter or endingBefore, not both")
+
+    @classmethod
+    def with_page(cls) -> InvalidCursor:
+        return cls(message="A cursor (startingAfter, endingBefore) cannot be combined with page")
+
+    @classmethod
+    def unknown(cls, name: str, items: str) -> InvalidCursor:
+        return cls(message=f"{name} is not one of your {items}")
+
+
 class StartupError(Exception):
     """A condition that must stop the process at start-up, with a message for the operator."""

@@ -24,10 +24,10 @@ REJECTED_POSITIVE_DATA = "ST202"
 
 STATE_RULES = frozenset({"DAILY_LIMIT_EXCEEDED", "REFUND_EXCEEDS_AVAILABLE", "INVALID_CURSOR"})
 """The contract's 422s for a well-formed request that the current state refuses: what the user
-spent today, what is left to refund, which paymentIds are the caller's (a history's cursor) —
-and query parameters that exclude each other (two cursors, a cursor and `page`), which
-OpenAPI's parameters cannot express. No schema can say them. Not here, so still failures:
-AMOUNT_TOO_LARGE (the test's server allows the schema's largest amount) and
+spent today, what is left to refund, which ids are the caller's (a history's or an event
+list's cursor) — and query parameters that exclude each other (two cursors, a cursor and
+`page`), which OpenAPI's parameters cannot express. No schema can say them. Not here, so
+still failures: AMOUNT_TOO_LARGE (the test's server allows the schema's largest amount) and
 IDEMPOTENCY_KEY_REUSED (every schema-valid key is made unique below)."""
 
 NOT_AN_INTEGER = "Input should be a valid integer"

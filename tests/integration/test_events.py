@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,12 +91,14 @@ class HeldWebhooks(httpx.AsyncBaseTransport):
 
 
 def verifies(signature: str, raw_body: bytes, secret: str) -> bool:
-    """The receiver's check, written from the contract: t=<unix>,v1=<hex HMAC-SHA256>."""
-    parts = dict(part.split("=", 1) for part in signature.split(","))
+    """The receiver's check, written from the contract: `t=<unix>,v1=<hex HMAC-SHA256>`, with a
+    second `v1` during a secret's rotation; the delivery is accepted when any `v1` matches."""
+    parts = [part.split("=", 1) for part in signature.split(",")]
+    [timestamp] = [value for name, value in parts if name == "t"]
     expected = hmac.new(
-        secret.encode(), f"{parts['t']}.".encode() + raw_body, hashlib.sha256
+        secret.encode(), f"{timestamp}.".encode() + raw_body, hashlib.sha256
     ).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"])
+    return any(hmac.compare_digest(expected, value) for name, value in parts if name == "v1")
 
 
 async def stream_entries(app: FastAPI) -> list[dict[str, str]]:
@@ -153,7 +156,7 @@ async def test_completed_payment_is_delivered_signed_with_the_contract_body(
     assert body["id"] == event_id
     assert body["type"] == "payment.completed"
     assert body["createdAt"].endswith("Z")
-    assert body["data"] == {"payment": payment}
+    assert body["data"] == {"payment": payment, "sequence": 1, "previousStatus": "pending"}
 
     signature = received.headers["x-webhook-signature"]
     assert signature.startswith(f"t={int(clock.now.timestamp())},v1=")
@@ -165,7 +168,7 @@ async def test_completed_payment_is_delivered_signed_with_the_contract_body(
     assert set(entry) == {"id", "type", "data"}
     assert entry["id"] == event_id
     assert entry["type"] == "payment.completed"
-    assert json.loads(entry["data"]) == {"payment": payment}
+    assert json.loads(entry["data"]) == body["data"]  # the stream carries the same data
 
     [after] = await all_events(app, payment["paymentId"])
     assert after["status"] == "delivered"
@@ -646,3 +649,84 @@ async def test_production_dispatcher_refuses_a_stored_loopback_webhook(
         assert attempt["statusCode"] is None
         assert "refused" in attempt["error"]
         assert event["published"] is True  # the stream still gets it
+
+
+# --- a rotated webhook secret: both sign during its grace period -----------------------------
+
+
+async def rotate_webhook_secret(app: FastAPI, merchant_id: str, expires_at: datetime) -> str:
+    """Put the merchant in a rotation as the rotation route leaves it: a new current secret, the
+    old one kept until `expires_at`. The new secret."""
+    merchants = collection(app, "merchants")
+    stored = await merchants.find_one({"_id": merchant_id})
+    new_secret = f"whsec_{secrets.token_hex(24)}"
+    await merchants.update_one(
+        {"_id": merchant_id},
+        {
+            "$set": {
+                "webhookSecret": new_secret,
+                "previousWebhookSecret": stored["webhookSecret"],
+                "previousWebhookSecretExpiresAt": expires_at,
+            }
+        },
+    )
+    return new_secret
+
+
+def hmac_of(secret: str, timestamp: str, raw_body: bytes) -> str:
+    return hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + raw_body, hashlib.sha256
+    ).hexdigest()
+
+
+async def test_during_a_rotation_a_delivery_is_signed_with_the_new_secret_and_the_old(
+    client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
+) -> None:
+    shop, _ = await open_shop_and_pay(client, webhookUrl=receiver.url)
+    old_secret = shop.merchant.webhook_secret
+    other = await create_merchant(client, shop.admin)
+    clock = Clock()
+    new_secret = await rotate_webhook_secret(
+        app, shop.merchant.merchant_id, clock.now + timedelta(hours=24)
+    )
+
+    assert await dispatcher_for(app, clock).run_once() == 1
+
+    [received] = receiver.requests
+    signature = received.headers["x-webhook-signature"]
+    timestamp = str(int(clock.now.timestamp()))
+    assert signature == (
+        f"t={timestamp},v1={hmac_of(new_secret, timestamp, received.body)}"
+        f",v1={hmac_of(old_secret, timestamp, received.body)}"
+    )
+    assert verifies(signature, received.body, new_secret)  # a receiver already on the new one
+    assert verifies(signature, received.body, old_secret)  # one not yet switched over
+    assert not verifies(signature, received.body, other.webhook_secret)
+    assert not verifies(signature, received.body + b" ", new_secret)
+    assert not verifies(signature, received.body + b" ", old_secret)
+
+
+@pytest.mark.parametrize(
+    ("after", "signers"),
+    [(timedelta(hours=24) - timedelta(seconds=1), 2), (timedelta(hours=24), 1)],
+    ids=["a-second-before-expiry", "at-expiry"],
+)
+async def test_once_the_old_secret_has_expired_only_the_new_one_signs(
+    client: httpx.AsyncClient, app: FastAPI, receiver: Receiver, after: timedelta, signers: int
+) -> None:
+    shop, _ = await open_shop_and_pay(client, webhookUrl=receiver.url)
+    old_secret = shop.merchant.webhook_secret
+    clock = Clock()
+    new_secret = await rotate_webhook_secret(
+        app, shop.merchant.merchant_id, clock.now + timedelta(hours=24)
+    )
+    clock.now += after
+
+    assert await dispatcher_for(app, clock).run_once() == 1
+
+    [received] = receiver.requests
+    signature = received.headers["x-webhook-signature"]
+    assert signature.startswith(f"t={int(clock.now.timestamp())},")
+    assert signature.count("v1=") == signers
+    assert verifies(signature, received.body, new_secret)
+    assert verifies(signature, received.body, old_secret) is (signers == 2)

@@ -182,7 +182,13 @@ async def test_a_charge_that_lands_after_its_payment_failed_is_refunded_once(
     assert (current["status"], current["failureCode"]) == ("failed", "GATEWAY_UNAVAILABLE")
     assert await ledger_of(app, payment_id) == []
     assert await stored_event_types(app, payment_id) == ["payment.failed"]
+    [failed_event] = await documents(app, "events", paymentId=payment_id)
+    assert (failed_event["data"]["sequence"], failed_event["data"]["previousStatus"]) == (
+        1,
+        "pending",
+    )
     stored = await stored_payment(app, payment_id)
+    assert stored["eventSequence"] == 1  # the refund of the late charge changed no status
     assert stored["lateChargeRefundedAt"] is not None
     assert "nextRecheckAt" not in stored
     [line] = [r for r in logs.records if r["message"] == "late charge refunded"]

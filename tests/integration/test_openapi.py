@@ -131,6 +131,8 @@ SECURITY = {
     "GET /api/v1/payments/{paymentId}/refunds": EITHER,
     "GET /api/v1/events": USER,
     "POST /api/v1/events/{eventId}/redeliver": USER,
+    "GET /api/v1/merchants/me/events": MERCHANT,
+    "POST /api/v1/merchants/me/events/{eventId}/redeliver": MERCHANT,
 }
 """The contract's "who" of each route, as OpenAPI security requirements (alternatives)."""
 

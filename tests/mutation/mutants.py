@@ -166,10 +166,10 @@ MUTANTS: tuple[Mutant, ...] = (
         '"<t>.<body>": no receiver can verify it',
         path="services/webhooks.py",
         find="""\
-    digest = hmac_sha256_hex(secret, f"{timestamp}.".encode() + body)
+    signed = f"{timestamp}.".encode() + body
 """,
         replace="""\
-    digest = hmac_sha256_hex(secret, f"{timestamp}".encode() + body)
+    signed = f"{timestamp}".encode() + body
 """,
         tests=("tests/integration/test_events.py",),
     ),
@@ -222,6 +222,33 @@ MUTANTS: tuple[Mutant, ...] = (
             await event_store.discard_draft(self.db, event.dedupe_key)
 """,
         tests=("tests/integration/test_settlement_races.py",),
+    ),
+    Mutant(
+        name="refund-event-number-unguarded",
+        why="a refund's success stores its change without naming the event count it read: "
+        "racing refunds give two events one number and a wrong previousStatus",
+        path="services/refund_settlement.py",
+        find="""\
+                {"pendingRefunds.refundId": refund.id, **change.guard},
+""",
+        replace="""\
+                {"pendingRefunds.refundId": refund.id},
+""",
+        tests=(
+            "tests/integration/test_event_sequence.py",
+            "tests/services/test_event_sequence.py",
+        ),
+    ),
+    Mutant(
+        name="draft-rewritten-by-a-stale-try",
+        why="a try of a refund's success rewrites the draft whatever change it describes: a "
+        "slow try that read an older payment overwrites the winner's, and its number is reused",
+        path="models/event.py",
+        find="""\
+            "data.sequence": {"$lt": event.data["sequence"]},
+""",
+        replace="",
+        tests=("tests/services/test_event_sequence.py",),
     ),
 )
 

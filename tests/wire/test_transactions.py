@@ -21,7 +21,7 @@ from payments_api.models import event as events
 from payments_api.models import ledger
 from payments_api.models import payment as payments
 from payments_api.models.ledger import LedgerRecord
-from payments_api.models.payment import Payment
+from payments_api.models.payment import Payment, Transition
 from payments_api.services.events import payment_event
 from payments_api.services.registry import Services
 from payments_api.utils import ids
@@ -126,6 +126,12 @@ async def test_a_completed_payment_writes_payment_ledger_record_and_event(
     assert owner["stats"]["totalAmount"] == APPROVED_AMOUNT
 
 
+def _completion(payment: Payment) -> Transition:
+    """The change the event of `payment`, stored completed, describes."""
+    pending = payment.model_copy(update={"status": PaymentStatus.PENDING})
+    return Transition.of(pending, payment.created_at, status=PaymentStatus.COMPLETED)
+
+
 def _completed_payment(user_id: str) -> Payment:
     now = utcnow()
     return Payment(
@@ -181,7 +187,7 @@ async def test_an_aborted_step_writes_none_of_its_documents(transactional: Datab
     database = transactional
     payment = _completed_payment("usr_aborted")
     record = _payment_record(payment)
-    event = payment_event(EventType.PAYMENT_COMPLETED, payment, payment.created_at)
+    event = payment_event(EventType.PAYMENT_COMPLETED, _completion(payment), payment.created_at)
 
     with pytest.raises(StepFailedError):
         await _write_all_then_fail(database, payment, record, event)
@@ -196,7 +202,7 @@ async def test_a_committed_step_keeps_all_of_its_documents(transactional: Databa
     database = transactional
     payment = _completed_payment("usr_committed")
     record = _payment_record(payment)
-    event = payment_event(EventType.PAYMENT_COMPLETED, payment, payment.created_at)
+    event = payment_event(EventType.PAYMENT_COMPLETED, _completion(payment), payment.created_at)
 
     async with database.transaction() as session:
         assert session is not None

@@ -105,6 +105,30 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("paymentId", ASCENDING), ("createdAt", ASCENDING)], name="payment_events"),
         # The dispatcher's due events and the reconciler's stale drafts.
         IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)], name="event_due"),
+        # A merchant's own events, newest first (GET /merchants/me/events), with or without a
+        # paymentId or type filter: each an equality prefix, so no query sorts in memory.
+        IndexModel(
+            [("merchantId", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)],
+            name="merchant_events",
+        ),
+        IndexModel(
+            [
+                ("merchantId", ASCENDING),
+                ("paymentId", ASCENDING),
+                ("createdAt", DESCENDING),
+                ("_id", DESCENDING),
+            ],
+            name="merchant_payment_events",
+        ),
+        IndexModel(
+            [
+                ("merchantId", ASCENDING),
+                ("type", ASCENDING),
+                ("createdAt", DESCENDING),
+                ("_id", DESCENDING),
+            ],
+            name="merchant_events_by_type",
+        ),
     ],
 }
 

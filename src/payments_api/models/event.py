@@ -9,7 +9,9 @@ holder, so a dispatcher whose lease was taken over cannot overwrite the new hold
 An event of a step that can lose to another outcome (settling a pending payment) is written as a
 `draft`: no dispatcher takes it and no reader sees it until the step's compare-and-set has won
 and published it; a step that lost discards it. So a merchant is never told of a change that
-did not happen, even where there are no transactions.
+did not happen, even where there are no transactions. A step that retries its compare-and-set
+(a refund's success, while other refunds of the payment move it on) rewrites its draft for each
+try, only ever to a later change (`save_draft`), so the draft describes the try that won.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.constants import EventType
@@ -54,6 +56,8 @@ class Event(Document):
     payment_id: str
     merchant_id: str
     dedupe_key: str
+    reference: str | None = None
+    """Which change of its type this is, where a payment has several (a refund's id)."""
     data: dict[str, Any]
     status: EventStatus = "pending"
     published: bool = False
@@ -90,6 +94,10 @@ async def find_by_id(db: Database, event_id: str) -> Event | None:
     return _event(await db[COLLECTION].find_one({"_id": event_id}))
 
 
+async def find_by_dedupe_key(db: Database, dedupe_key: str) -> Event | None:
+    return _event(await db[COLLECTION].find_one({"dedupeKey": dedupe_key}))
+
+
 async def for_payment(db: Database, payment_id: str) -> list[Event]:
     """The payment's events (drafts are not events yet)."""
     cursor = (
@@ -100,16 +108,55 @@ async def for_payment(db: Database, payment_id: str) -> list[Event]:
     return [Event.from_mongo(raw) async for raw in cursor]
 
 
+async def save_draft(db: Database, event: Event, session: Session = None) -> None:
+    """Write the draft of one try of a step, or make the draft an earlier try left describe
+    this one when this try's change comes later (a higher `data.sequence`): so the draft holds
+    the try that won its compare-and-set even when a slower, earlier try writes after it. A
+    published event is never touched."""
+    result = await db[COLLECTION].update_one(
+        {
+            "dedupeKey": event.dedupe_key,
+            "status": "draft",
+            "data.sequence": {"$lt": event.data["sequence"]},
+        },
+        {"$set": {"data": event.data}},
+        session=session,
+    )
+    if result.matched_count == 0 and await find_by_dedupe_key(db, event.dedupe_key) is None:
+        await append(db, event, session)
+
+
+async def merchant_page(
+    db: Database, merchant_id: str, filters: dict[str, Any], after: Event | None, limit: int
+) -> list[Event]:
+    """At most `limit` of the merchant's events matching `filters`, newest first (by
+    `createdAt`, then id), older than `after` when given. Drafts are not events yet."""
+    query: dict[str, Any] = {"merchantId": merchant_id, **filters, "status": {"$ne": "draft"}}
+    if after is not None:
+        query["$or"] = [
+            {"createdAt": {"$lt": after.created_at}},
+            {"createdAt": after.created_at, "_id": {"$lt": after.id}},
+        ]
+    cursor = (
+        db[COLLECTION]
+        .find(query)
+        .sort([("createdAt", DESCENDING), ("_id", DESCENDING)])
+        .limit(limit)
+    )
+    return [Event.from_mongo(raw) async for raw in cursor]
+
+
 async def publish_draft(
-    db: Database, dedupe_key: str, data: dict[str, Any], session: Session = None
+    db: Database, dedupe_key: str, data: dict[str, Any] | None, session: Session = None
 ) -> bool:
     """Make the draft of a step that won deliverable, describing `data` (the state the step
-    stored: a draft left by an earlier attempt of the same step describes that attempt's);
-    False when it was published already."""
+    stored), or as the draft describes it when None (a draft left by an earlier attempt of the
+    same step describes that attempt's); False when it was published already."""
+    update: dict[str, Any] = {"status": "pending"}
+    if data is not None:
+        update["data"] = data
     result = await db[COLLECTION].update_one(
-        {"dedupeKey": dedupe_key, "status": "draft"},
-        {"$set": {"status": "pending", "data": data}},
-        session=session,
+        {"dedupeKey": dedupe_key, "status": "draft"}, {"$set": update}, session=session
     )
     return bool(result.modified_count == 1)
 
@@ -180,9 +227,10 @@ async def update_leased(
 async def restart_delivery(
     db: Database, event_id: str, deliveries: list[Delivery], now: datetime
 ) -> Event | None:
-    """Deliver again from scratch, whatever the state: these deliveries, due now, unleased."""
+    """Deliver again from scratch, whatever the state: these deliveries, due now, unleased
+    (never a draft, which is no event yet)."""
     raw = await db[COLLECTION].find_one_and_update(
-        {"_id": event_id},
+        {"_id": event_id, "status": {"$ne": "draft"}},
         {
             "$set": {
                 "status": "pending",

@@ -69,6 +69,9 @@ class Payment(Document):
     rechecks: int = 0
     late_charge_refunded_at: UtcDatetime | None = None
     """When a charge that landed after the payment failed was found and refunded."""
+    event_sequence: int = 0
+    """How many events the payment's changes have produced: the last one's `data.sequence`
+    (moved only by a `Transition`; never shown in the payment's view)."""
 
     def next_state(self, now: datetime, **changes: object) -> Payment:
         """This payment as a compare-and-set with `changes` will leave it (events written
@@ -96,10 +99,19 @@ class Payment(Document):
 class Transition:
     """One state change of a payment, described once. `after` is the payment as the change
     leaves it (what the change's event describes); `update` is the MongoDB update that makes
-    exactly that change, derived from `after`, so the two can never drift apart."""
+    exactly that change, derived from `after`, so the two can never drift apart. It is one
+    event's change: it moves `eventSequence` on by one, from the count its compare-and-set
+    names (`guard`), so the event's `sequence` is the stored one or nothing is stored."""
 
+    before: Payment
     after: Payment
     update: dict[str, Any]
+
+    @property
+    def guard(self) -> dict[str, Any]:
+        """No other event's change came first (a payment stored before the counter has none)."""
+        count = self.before.event_sequence
+        return {"eventSequence": {"$in": [None, 0]} if count == 0 else count}
 
     @classmethod
     def of(
@@ -114,14 +126,17 @@ class Transition:
             pending = [p for p in pending if p.refund_id != ends_reservation]
         fails = changes.get("status") == PaymentStatus.FAILED
         released = {"holds_order": None} if fails else {}
-        after = payment.next_state(now, **changes, **released, pending_refunds=pending)
-        stored = after.model_dump(by_alias=True, include=set(changes))
+        sequence = payment.event_sequence + 1
+        after = payment.next_state(
+            now, **changes, **released, pending_refunds=pending, event_sequence=sequence
+        )
+        stored = after.model_dump(by_alias=True, include={*changes, "event_sequence"})
         update: dict[str, Any] = {"$set": {name: _plain(value) for name, value in stored.items()}}
         if ends_reservation is not None:
             update["$pull"] = {"pendingRefunds": {"refundId": ends_reservation}}
         if fails:
             update["$unset"] = {"holdsOrder": ""}
-        return cls(after, update)
+        return cls(payment, after, update)
 
 
 ORDER_INDEX = "merchant_order_unique"

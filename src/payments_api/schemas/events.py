@@ -1,4 +1,4 @@
-"""Bodies of the admin event routes."""
+"""Bodies of the event routes: the admin's and the merchant's own."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ class EventListEnvelope(Envelope):
 class RedeliverEnvelope(Envelope):
     message: str = "Event queued for redelivery"
     event: EventOut
+
+
+class EventPagination(CamelModel):
+    has_more: bool
+    next_cursor: str | None
+    """The last event's id when older ones match (the next page's `startingAfter`), else null."""
+
+
+class EventPageEnvelope(Envelope):
+    events: list[EventOut]
+    pagination: EventPagination

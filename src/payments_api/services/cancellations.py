@@ -128,13 +128,13 @@ class CancelService:
                 now=now,
                 session=session,
             )
-            event = payment_event(EventType.PAYMENT_CANCELLED, change.after, now, draft=True)
+            event = payment_event(EventType.PAYMENT_CANCELLED, change, now, draft=True)
             await event_store.append(self.db, event, session)
             await self.limits.release(payment, session)
             updated = await payment_store.update_where(
                 self.db,
                 payment.id,
-                {"pendingRefunds.refundId": CANCEL_REFERENCE},
+                {"pendingRefunds.refundId": CANCEL_REFERENCE, **change.guard},
                 change.update,
                 now=now,
                 session=session,

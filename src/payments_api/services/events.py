@@ -15,17 +15,15 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from payments_api.config.constants import EventType
+from payments_api.config.constants import EventType, PaymentStatus
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
-from payments_api.errors import NotFoundError
 from payments_api.models import event as event_store
 from payments_api.models import merchant as merchant_store
 from payments_api.models.event import Attempt, Delivery, Event
-from payments_api.models.payment import Payment, public_view
+from payments_api.models.payment import Transition, public_view
 from payments_api.services.webhooks import post_webhook, signature_header, unsafe_reason
 from payments_api.utils import ids, workers
-from payments_api.utils.clock import utcnow
 from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger
 from payments_api.utils.metrics import Metrics
@@ -53,23 +51,37 @@ RETRY_FOR = timedelta(hours=24)
 """How long a delivery is retried before its event is dead: the contract's "at least 24 h"."""
 
 
+def dedupe_key(event_type: EventType, payment_id: str, reference: str | None = None) -> str:
+    """The key that makes one change's event unique (models/event.py)."""
+    return f"{event_type.value}:{payment_id}:{reference or ''}"
+
+
 def payment_event(
     event_type: EventType,
-    payment: Payment,
+    change: Transition,
     now: datetime,
     reference: str | None = None,
     *,
     draft: bool = False,
 ) -> Event:
-    """The event of one change; `reference` tells apart changes of one type (refunds). A
-    `draft` is delivered only once its step publishes it (models/event.py)."""
+    """The event of one change: the payment as the change leaves it, the change's place among
+    the payment's changes (`sequence`) and the status it left (`previousStatus`), so a receiver
+    of deliveries out of order can drop what is older than what it has seen. `reference` tells
+    apart changes of one type (refunds). A `draft` is delivered only once its step publishes it
+    (models/event.py)."""
+    payment = change.after
     return Event(
         id=ids.event_id(),
         type=event_type,
         payment_id=payment.id,
         merchant_id=payment.merchant_id,
-        dedupe_key=f"{event_type.value}:{payment.id}:{reference or ''}",
-        data={"payment": public_view(payment)},
+        dedupe_key=dedupe_key(event_type, payment.id, reference),
+        reference=reference,
+        data={
+            "payment": public_view(payment),
+            "sequence": payment.event_sequence,
+            "previousStatus": PaymentStatus(change.before.status).value,
+        },
         status="draft" if draft else "pending",
         next_attempt_at=now,
         created_at=now,
@@ -173,7 +185,8 @@ class EventDispatcher:
             )
             ok = False
         else:
-            signature = signature_header(merchant.webhook_secret, int(now.timestamp()), body)
+            secrets = merchant.signing_secrets(now)
+            signature = signature_header(secrets, int(now.timestamp()), body)
             result = await post_webhook(self.http, delivery.url, body, signature)
             attempt = Attempt(
                 attempted_at=now,
@@ -237,37 +250,3 @@ class EventDispatcher:
                 }
             },
         )
-
-
-class EventNotFound(NotFoundError):
-    code = "EVENT_NOT_FOUND"
-    message = "Event not found"
-
-
-class EventService:
-    """The admin's view of events: list a payment's events, redeliver one."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def for_payment(self, payment_id: str) -> list[Event]:
-        return await event_store.for_payment(self.db, payment_id)
-
-    async def redeliver(self, event_id: str) -> Event:
-        """Deliver again from scratch: a delivery still pending is closed as dead (superseded)
-        and a new one starts, due now."""
-        event = await event_store.find_by_id(self.db, event_id)
-        if event is None:
-            raise EventNotFound()
-        merchant = await merchant_store.find_by_id(self.db, event.merchant_id)
-        now = utcnow()
-        deliveries = [
-            d.model_copy(update={"status": "dead"}) if d.status == "pending" else d
-            for d in event.deliveries
-        ]
-        if merchant and merchant.webhook_url:
-            deliveries.append(new_delivery(merchant.webhook_url, now))
-        restarted = await event_store.restart_delivery(self.db, event_id, deliveries, now)
-        if restarted is None:
-            raise EventNotFound()
-        return restarted

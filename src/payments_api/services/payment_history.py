@@ -12,29 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from payments_api.config.database import Database
-from payments_api.errors import UnprocessableError
+from payments_api.errors import InvalidCursor
 from payments_api.models import payment as payment_store
 from payments_api.models import payment_pages
 from payments_api.models.payment import Payment
-
-
-class InvalidCursor(UnprocessableError):
-    code = "INVALID_CURSOR"
-    message = (
-        "startingAfter or endingBefore must be one of your payments, given alone and without `page`"
-    )
-
-    @classmethod
-    def both(cls) -> InvalidCursor:
-        return cls(message="Give startingAfter or endingBefore, not both")
-
-    @classmethod
-    def with_page(cls) -> InvalidCursor:
-        return cls(message="A cursor (startingAfter, endingBefore) cannot be combined with page")
-
-    @classmethod
-    def unknown(cls, name: str) -> InvalidCursor:
-        return cls(message=f"{name} is not one of your payments")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +96,7 @@ class PaymentHistoryService:
     async def _cursor(self, owner: Owner, name: str, payment_id: str) -> Payment:
         payment = await payment_store.find_by_id(self.db, payment_id)
         if payment is None or not owner.owns(payment):
-            raise InvalidCursor.unknown(name)
+            raise InvalidCursor.unknown(name, "payments")
         return payment
 
     async def _numbered(self, filters: dict[str, Any], page: int, limit: int) -> HistoryPage:

@@ -17,7 +17,7 @@
   reservation given back.
 - A refund that never got its reservation (the process died in between) is marked failed;
   one whose ledger record exists but whose status and event were never written (the process
-  died after the gateway's yes) gets them.
+  died after its compare-and-set) gets them: its event is the draft it wrote before.
 
 Each payment is worked on by one reconciler at a time: a lease, as for events.
 """
@@ -37,7 +37,6 @@ from payments_api.models import payment as payment_store
 from payments_api.models import refund as refund_store
 from payments_api.models.payment import CANCEL_REFERENCE, Payment, PendingRefund
 from payments_api.services.cancellations import CancelService
-from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.services.settlement import SettlementService
@@ -204,7 +203,10 @@ class Reconciler:
         cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
         for draft in await event_store.stale_drafts(self.db, cutoff, workers.BATCH):
             try:
-                await self.settlement.recover_draft(draft)
+                if draft.type == EventType.PAYMENT_REFUNDED:
+                    await self.refunds.recover_draft(draft)
+                else:
+                    await self.settlement.recover_draft(draft)
             except Exception:
                 logger.exception("draft recovery failed", paymentId=draft.payment_id)
 
@@ -251,15 +253,9 @@ class Reconciler:
             if payment is not None and await ledger_store.has_movement(
                 self.db, "refund", refund.id
             ):
-                # It succeeded, and the process died before recording the rest: the event
-                # (deduplicated, so a second one is never written) and the refund's status.
-                await event_store.append(
-                    self.db,
-                    payment_event(
-                        EventType.PAYMENT_REFUNDED, payment, self.clock(), reference=refund.id
-                    ),
-                )
-                await refund_store.set_status(self.db, refund.id, "succeeded")
+                # It succeeded, and the process died after its compare-and-set: its event (the
+                # draft it wrote, published once) and the refund's status.
+                await self.refunds.finish_recorded(refund)
             else:
                 await refund_store.set_status(
                     self.db, refund.id, "failed", failure_code="NOT_RESERVED"

@@ -18,7 +18,8 @@ from payments_api.services.auth import AuthService
 from payments_api.services.cancellations import CancelService
 from payments_api.services.credentials import Credentials
 from payments_api.services.daily_limits import DailyLimitService
-from payments_api.services.events import EventDispatcher, EventService
+from payments_api.services.event_access import EventService
+from payments_api.services.events import EventDispatcher
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import IdempotencyService
 from payments_api.services.merchants import MerchantService

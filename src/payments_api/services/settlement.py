@@ -126,7 +126,7 @@ class SettlementService:
             transaction_id=transaction_id,
             completed_at=now,
         )
-        event = payment_event(EventType.PAYMENT_COMPLETED, change.after, now, draft=True)
+        event = payment_event(EventType.PAYMENT_COMPLETED, change, now, draft=True)
         try:
             async with self.db.transaction() as session:
                 await event_store.append(self.db, event, session)
@@ -174,7 +174,7 @@ class SettlementService:
             failure_message=failure_message,
             **watch,
         )
-        event = payment_event(EventType.PAYMENT_FAILED, change.after, now, draft=True)
+        event = payment_event(EventType.PAYMENT_FAILED, change, now, draft=True)
         try:
             async with self.db.transaction() as session:
                 await event_store.append(self.db, event, session)
@@ -247,8 +247,9 @@ class SettlementService:
     ) -> Payment:
         """pending → the new state, or `_AlreadySettled` (which aborts the transaction, where
         there is one) when another settler got there first."""
+        expected = {**PENDING, **change.guard}
         updated = await payment_store.update_where(
-            self.db, payment.id, PENDING, change.update, now=now, session=session
+            self.db, payment.id, expected, change.update, now=now, session=session
         )
         if updated is not None:
             return updated

@@ -1,9 +1,11 @@
 """Webhook delivery mechanics: the signature, the URL safety rule and one HTTP attempt.
 
 `X-Webhook-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`, keyed by the
-merchant's webhook secret. In production a webhook must be `https` and its host must not
-resolve to a loopback, private, link-local (cloud metadata), reserved or multicast address:
-the URL is chosen by a customer, and the request comes from inside our network.
+merchant's webhook secret; while a rotated secret is in its grace period, a second `v1` keyed by
+the old one follows (a receiver accepts a delivery when any `v1` matches). In production a
+webhook must be `https` and its host must not resolve to a loopback, private, link-local
+(cloud metadata), reserved or multicast address: the URL is chosen by a customer, and the
+request comes from inside our network.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -23,9 +26,10 @@ WEBHOOK_TIMEOUT_SECONDS = 10.0
 SIGNATURE_HEADER = "X-Webhook-Signature"
 
 
-def signature_header(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac_sha256_hex(secret, f"{timestamp}.".encode() + body)
-    return f"t={timestamp},v1={digest}"
+def signature_header(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
+    """`t=<timestamp>`, then one `v1=` per secret, in the order given (the current one first)."""
+    signed = f"{timestamp}.".encode() + body
+    return ",".join([f"t={timestamp}", *(f"v1={hmac_sha256_hex(s, signed)}" for s in secrets)])
 
 
 def _blocked_ip(address: str) -> bool:

@@ -12,6 +12,7 @@ from payments_api.controllers.history_query import History
 from payments_api.errors import (
     ConcurrentUpdate,
     ForbiddenError,
+    InvalidCursor,
     UnauthorizedError,
     ValidationFailed,
 )
@@ -34,7 +35,6 @@ from payments_api.schemas.merchants import (
 )
 from payments_api.schemas.payments import PaymentListEnvelope
 from payments_api.services.merchants import MerchantNotFound
-from payments_api.services.payment_history import InvalidCursor
 
 router = APIRouter(prefix="/api/v1/merchants", tags=["merchants"])
 

@@ -14,7 +14,12 @@ from payments_api.controllers.idempotency_keys import (
     MissingIdempotencyKey,
     idempotency_key_parameter,
 )
-from payments_api.errors import ForbiddenError, UnauthorizedError, ValidationFailed
+from payments_api.errors import (
+    ForbiddenError,
+    InvalidCursor,
+    UnauthorizedError,
+    ValidationFailed,
+)
 from payments_api.middleware.auth import AnyCaller, CurrentUser, ServicesDep
 from payments_api.schemas.errors import JSON_BODY, error_responses
 from payments_api.schemas.payments import (
@@ -41,7 +46,6 @@ from payments_api.services.idempotency import (
     IdempotencyStoreUnavailable,
 )
 from payments_api.services.merchants import MerchantNotFound
-from payments_api.services.payment_history import InvalidCursor
 from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.payments import (
     AmountTooLarge,
