@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from payments_api.models.payment import is_order_clash
+from payments_api.models.payment_orders import is_order_clash
 
 ORDER_MESSAGE = (
     "E11000 duplicate key error collection: payments.payments index: merchant_order_unique "

@@ -3,7 +3,6 @@ returns None and the service decides what that means."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -11,7 +10,6 @@ from typing import Any
 
 from pydantic import Field
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.constants import PaymentStatus
 from payments_api.config.database import Database, Session
@@ -137,22 +135,6 @@ class Transition:
         if fails:
             update["$unset"] = {"holdsOrder": ""}
         return cls(payment, after, update)
-
-
-ORDER_INDEX = "merchant_order_unique"
-"""The unique index on (merchantId, merchantOrderId) over the payments holding their order."""
-
-
-def is_order_clash(error: DuplicateKeyError) -> bool:
-    """Whether ORDER_INDEX refused the write (not the idempotency key's index): by the key
-    pattern the server reports, else by the index name in its message (never by a substring
-    of the whole message, which also holds the clashing values)."""
-    details = error.details or {}
-    pattern = details.get("keyPattern") or details.get("keyValue")
-    if pattern:
-        return "merchantOrderId" in pattern
-    named = re.search(r"index: (\S+)", str(error))
-    return named is not None and named.group(1) == ORDER_INDEX
 
 
 def _plain(value: Any) -> Any:

@@ -3,11 +3,10 @@
 The create flow, each step safe to repeat:
 1. the Idempotency-Key claimed in Redis (`IdempotencyService.claim`), or a replay / 409 / 422;
 2. the payment recorded `pending` (unique indexes are the last word on the key and on the
-   merchant's order: `DuplicateOrderId`, models/payment.py ORDER_INDEX), then its
-   daily-limit hold taken by a guarded `$inc` — a refused hold deletes the payment again;
-   both happen before any money moves, and a process that dies between them leaves a pending
-   payment that reconciliation reverses at the gateway and fails (never charged), never an
-   orphan hold that would shrink the user's limit;
+   order: models/payment_orders.py), then its daily-limit hold taken by a guarded `$inc` — a
+   refused hold deletes the payment again;
+   both before any money moves; a process that dies between them leaves a pending payment
+   that reconciliation reverses at the gateway and fails, never an orphan hold;
 3. the gateway asked, with the paymentId as its idempotency key, no transaction open;
 4. settled through `SettlementService` (completed / failed) or left pending for reconciliation.
 
@@ -35,6 +34,7 @@ from payments_api.errors import (
 )
 from payments_api.models import merchant as merchant_store
 from payments_api.models import payment as payment_store
+from payments_api.models import payment_orders
 from payments_api.models import user as user_store
 from payments_api.models.payment import Payment, public_view
 from payments_api.models.user import User
@@ -211,7 +211,7 @@ class PaymentService:
             raced = await payment_store.find_by_idempotency_key(self.db, user_id, key)
             if raced is not None:
                 return self._replay_payment(raced, claim.fingerprint)
-            if payment_store.is_order_clash(clash):
+            if payment_orders.is_order_clash(clash):
                 raise DuplicateOrderId() from clash
             raise
         await self._hold(payment, user)
