@@ -2,7 +2,7 @@
 
 It answers by the last three digits of the amount (402 declined, 408 slow, 503 unavailable,
 409 a charge request that arrives late, anything else approved), keeps what it charged in
-memory, and is idempotent on the paymentId of a charge and the refundId of a refund.
+memory (`ledger.py`), and is idempotent on the paymentId of a charge and the refundId of a refund.
 `charges_made` counts real charges, so tests can prove that one key never charged twice.
 
 A reversal (`POST /v1/charges/{paymentId}/reverse`) is how a caller that lost track of a charge
@@ -14,14 +14,15 @@ refused (409) with that charge, so the caller settles it from the answer instead
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from payments_api.sandbox_gateway.ledger import Charge, SandboxLedger
 from payments_api.utils import ids
+
+__all__ = ["Charge", "SandboxLedger", "create_sandbox_app"]
 
 
 class ChargeRequest(BaseModel):
@@ -34,48 +35,6 @@ class ChargeRequest(BaseModel):
 class RefundRequest(BaseModel):
     refund_id: str = Field(alias="refundId", min_length=1)
     amount: int = Field(gt=0, strict=True)
-
-
-@dataclass
-class Charge:
-    payment_id: str
-    amount: int
-    currency: str
-    status: Literal["approved", "declined", "cancelled", "reversed"]
-    transaction_id: str | None
-    failure_code: str | None = None
-    failure_message: str | None = None
-    refunds: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def refunded(self) -> int:
-        return sum(self.refunds.values())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "paymentId": self.payment_id,
-            "amount": self.amount,
-            "currency": self.currency,
-            "status": self.status,
-            "transactionId": self.transaction_id,
-            "failureCode": self.failure_code,
-            "failureMessage": self.failure_message,
-            "refundedAmount": self.refunded,
-        }
-
-
-@dataclass
-class SandboxLedger:
-    """What the sandbox has charged. All changes happen without an await in between, so
-    concurrent requests on one event loop cannot both charge."""
-
-    charges: dict[str, Charge] = field(default_factory=dict)
-    charges_made: int = 0
-    charge_attempts: dict[str, int] = field(default_factory=dict)
-    refund_requests: int = 0
-    cancel_requests: int = 0
-    """Every refund and cancel request that reached the sandbox, answered yes or no: how a
-    test tells that the service, not the gateway, refused what the payment did not allow."""
 
 
 def _problem(status: int, code: str, message: str) -> JSONResponse:
