@@ -3,14 +3,20 @@ of the gateway's answers onto what the payment flow needs to know.
 
 The paymentId is the gateway's idempotency key, so asking again is always safe.
 
-Outcomes of a charge (and of a look-up or a reversal, which answer with the charge):
+Outcomes of a charge or an authorization (and of a look-up or a reversal, which answer with
+the charge):
 - `approved` / `declined`: the gateway answered;
+- `authorized`: an authorization (`charge(capture=False)`) holds the amount, nothing is taken
+  until `capture`;
 - `reversed`: the paymentId was reversed, so nothing is charged and nothing ever will be;
 - `not_found`: a look-up found no charge *yet* — the request may still be on its way, so this
   is not a "no" (only a confirmed reversal is);
 - `unknown`: it may have charged (timeout after sending, 5xx, broken answer): stay pending and
   let reconciliation ask later;
 - `unreachable`: no connection was ever made, so nothing can have been charged.
+
+A capture is `approved` (taken, under its captureId), `declined` (refused: nothing taken by
+this capture), `unknown` or `unreachable`, as above.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from payments_api.utils.logger import get_logger
 
 logger = get_logger("gateway")
 
-Outcome = Literal["approved", "declined", "reversed", "not_found", "unknown", "unreachable"]
+Outcome = Literal[
+    "approved", "authorized", "declined", "reversed", "not_found", "unknown", "unreachable"
+]
 SANDBOX_BASE_URL = "http://sandbox-gateway"
 MAX_CONNECTIONS = 100
 MAX_KEEPALIVE = 20
@@ -125,6 +133,8 @@ class GatewayClient:
         status = body.get("status")
         if response.status_code in (200, 409) and status == "approved":
             return GatewayResult("approved", transaction_id=body.get("transactionId"), data=body)
+        if response.status_code in (200, 409) and status == "authorized":
+            return GatewayResult("authorized", transaction_id=body.get("transactionId"), data=body)
         if response.status_code in (200, 409) and status == "reversed":
             return GatewayResult("reversed", data=body)
         if response.status_code == 402 or status == "declined":
@@ -139,8 +149,17 @@ class GatewayClient:
         return GatewayResult("unknown", data=body)
 
     async def charge(
-        self, *, payment_id: str, amount: int, currency: str, payment_method: str
+        self,
+        *,
+        payment_id: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        capture: bool = True,
     ) -> GatewayResult:
+        """Charge `amount` at once or, with `capture=False`, only authorize it (`authorized`)
+        for a `capture` later. A repeat must ask the same way: the gateway's idempotency
+        covers the amount and the capture mode."""
         response = await self._send(
             "POST",
             "/v1/charges",
@@ -149,13 +168,33 @@ class GatewayClient:
                 "amount": amount,
                 "currency": currency,
                 "paymentMethod": payment_method,
+                "capture": capture,
             },
         )
         return self._charge_result(response)
 
+    async def capture(self, *, payment_id: str, capture_id: str, amount: int) -> GatewayResult:
+        """Take `amount` (at most what was authorized) of the authorization of `payment_id`,
+        idempotent on `capture_id`. Only a 200 with the charge `approved` is this capture
+        taken; a refusal is `declined` with the gateway's code — a 409 `ALREADY_CAPTURED`
+        carries an approved charge, but one another capture took."""
+        response = await self._send(
+            "POST",
+            f"/v1/charges/{payment_id}/capture",
+            {"captureId": capture_id, "amount": amount},
+        )
+        if isinstance(response, httpx.Response) and 200 <= response.status_code < 300:
+            body = self._json(response)
+            if body.get("status") == "approved":
+                return GatewayResult(
+                    "approved", transaction_id=body.get("transactionId"), data=body
+                )
+            return GatewayResult("unknown", data=body)
+        return self._simple_result(response)
+
     async def lookup(self, payment_id: str) -> GatewayResult:
-        """What the gateway knows of a charge: approved, declined, reversed, or (404) nothing
-        yet."""
+        """What the gateway knows of a charge: approved, authorized, declined, reversed, or
+        (404) nothing yet."""
         return self._charge_result(await self._send("GET", f"/v1/charges/{payment_id}"))
 
     async def reverse(self, payment_id: str) -> GatewayResult:
@@ -169,6 +208,8 @@ class GatewayClient:
         return result
 
     async def cancel(self, payment_id: str) -> GatewayResult:
+        """Cancel a charge in full or, for an authorization not captured, void it (the hold
+        is let go, nothing was taken): `approved` when done, `declined` when refused."""
         response = await self._send("POST", f"/v1/charges/{payment_id}/cancel")
         return self._simple_result(response)
 
@@ -181,7 +222,8 @@ class GatewayClient:
         return self._simple_result(response)
 
     def _simple_result(self, response: httpx.Response | Outcome) -> GatewayResult:
-        """Cancel and refund: 2xx approved, 4xx refused, anything else unknown."""
+        """Cancel and refund (and a capture that did not succeed): 2xx approved, 4xx refused,
+        anything else unknown."""
         if isinstance(response, str):
             return GatewayResult(response)
         body = self._json(response)
