@@ -1,6 +1,7 @@
 """The sandbox gateway's authorize / capture / void, driven over HTTP on its own ASGI app: an
 authorization holds the money, one capture (all or a part, idempotent on its captureId) takes
-it, a void lets it go, and what was captured bounds the refunds."""
+it, a void lets it go, and what was captured bounds the refunds; and the gateway client reads
+those answers as the payment service will."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from payments_api.config.settings import Settings
 from payments_api.sandbox_gateway.app import create_sandbox_app
 from payments_api.sandbox_gateway.ledger import SandboxLedger
+from payments_api.services.gateway import GatewayClient
 
 PAYMENT_ID = "pay_manual_1"
 AUTHORIZED = 10_000
@@ -294,3 +297,33 @@ async def test_the_stats_count_authorizations_and_captures(sandbox: Sandbox) -> 
         2,
     )
     assert stats["chargesMade"] == 0
+
+
+async def test_the_gateway_client_reads_the_sandboxs_authorize_capture_and_void(
+    settings: Settings,
+) -> None:
+    app = create_sandbox_app(timeout_seconds=0.5, reconcile_after_seconds=0.5)
+    gateway = GatewayClient(settings, httpx.ASGITransport(app=app))
+    try:
+        authorized = await gateway.charge(
+            payment_id="pay_a", amount=9_000, currency="KRW", payment_method="card", capture=False
+        )
+        looked_up = await gateway.lookup("pay_a")
+        captured = await gateway.capture(payment_id="pay_a", capture_id="cap_1", amount=6_000)
+        again = await gateway.capture(payment_id="pay_a", capture_id="cap_1", amount=6_000)
+        other = await gateway.capture(payment_id="pay_a", capture_id="cap_2", amount=1_000)
+        await gateway.charge(
+            payment_id="pay_b", amount=9_000, currency="KRW", payment_method="card", capture=False
+        )
+        voided = await gateway.cancel("pay_b")
+        after_void = await gateway.capture(payment_id="pay_b", capture_id="cap_3", amount=1_000)
+    finally:
+        await gateway.aclose()
+
+    assert (authorized.outcome, looked_up.outcome) == ("authorized", "authorized")
+    assert authorized.transaction_id == looked_up.transaction_id == captured.transaction_id
+    assert (captured.outcome, again.outcome) == ("approved", "approved")
+    assert (other.outcome, other.failure_code) == ("declined", "ALREADY_CAPTURED")
+    assert voided.outcome == "approved"
+    assert (after_void.outcome, after_void.failure_code) == ("declined", "NOT_CAPTURABLE")
+    assert app.state.ledger.captures_made == 1
