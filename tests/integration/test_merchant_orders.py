@@ -176,6 +176,7 @@ BAD_METADATA = {
     "empty-key": {"": "v"},
     "41-char-key": {"k" * 41: "v"},
     "501-char-value": {"note": "v" * 501},
+    "nul-in-key": {"gift\x00": "v"},
     "null": None,
 }
 

@@ -85,7 +85,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "racing refunds reserve more than the payment's amount",
         path="services/refunds.py",
         find="""\
-            {"status": {"$in": REFUNDABLE}, "refundedAmount": {"$lte": payment.amount - value}},
+            {
+                "status": {"$in": REFUNDABLE},
+                "refundedAmount": {"$lte": payment.captured_amount - value},
+            },
 """,
         replace="""\
             {"status": {"$in": REFUNDABLE}},
@@ -132,25 +135,23 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         name="declined-payment-ledger-record",
-        why="a failure is recorded in the ledger like a completion: a declined payment gets "
-        "a `payment` record for money that never moved",
-        path="services/settlement.py",
+        why="every step is recorded in the ledger like a completion: a declined payment (or "
+        "an authorization, or a void) gets a `payment` record for money that never moved",
+        path="services/payment_steps.py",
         find="""\
-                await event_store.append(self.db, event, session)
-                updated = await self._compare_and_set(payment, change, now, session)
-                await self._publish(updated, event, session)
+                updated = await self._compare_and_set(step, now, session)
+                await self.publish(updated, event, session)
 """,
         replace="""\
-                await event_store.append(self.db, event, session)
-                updated = await self._compare_and_set(payment, change, now, session)
-                await self._publish(updated, event, session)
+                updated = await self._compare_and_set(step, now, session)
+                await self.publish(updated, event, session)
                 await ledger_store.record_movement(
                     self.db,
-                    payment,
+                    before,
                     "payment",
-                    reference=payment.id,
-                    amount=payment.amount,
-                    description=f"Payment for {payment.product_name}",
+                    reference=before.id,
+                    amount=before.amount,
+                    description=f"Payment for {before.product_name}",
                     now=now,
                     session=session,
                 )
@@ -177,34 +178,38 @@ MUTANTS: tuple[Mutant, ...] = (
         name="ledger-record-after-compare-and-set",
         why="a completion writes its `payment` ledger record after its compare-and-set: a "
         "process that dies between the two leaves a completed payment the ledger never saw",
-        path="services/settlement.py",
+        path="services/payment_steps.py",
         find="""\
-                await event_store.append(self.db, event, session)
-                await ledger_store.record_movement(
-                    self.db,
-                    payment,
-                    "payment",
-                    reference=payment.id,
-                    amount=payment.amount,
-                    description=f"Payment for {payment.product_name}",
-                    now=now,
-                    session=session,
-                )
-                updated = await self._compare_and_set(payment, change, now, session)
+                if step.movement is not None:
+                    await ledger_store.record_movement(
+                        self.db,
+                        before,
+                        step.movement.type,
+                        reference=before.id,
+                        amount=step.movement.amount,
+                        description=step.movement.description,
+                        now=now,
+                        session=session,
+                    )
+                if step.trim_to is not None:
+                    await self.limits.trim_to_capture(before, step.trim_to, session)
+                updated = await self._compare_and_set(step, now, session)
 """,
         replace="""\
-                await event_store.append(self.db, event, session)
-                updated = await self._compare_and_set(payment, change, now, session)
-                await ledger_store.record_movement(
-                    self.db,
-                    payment,
-                    "payment",
-                    reference=payment.id,
-                    amount=payment.amount,
-                    description=f"Payment for {payment.product_name}",
-                    now=now,
-                    session=session,
-                )
+                if step.trim_to is not None:
+                    await self.limits.trim_to_capture(before, step.trim_to, session)
+                updated = await self._compare_and_set(step, now, session)
+                if step.movement is not None:
+                    await ledger_store.record_movement(
+                        self.db,
+                        before,
+                        step.movement.type,
+                        reference=before.id,
+                        amount=step.movement.amount,
+                        description=step.movement.description,
+                        now=now,
+                        session=session,
+                    )
 """,
         tests=("tests/integration/test_settlement_races.py",),
     ),
@@ -212,7 +217,7 @@ MUTANTS: tuple[Mutant, ...] = (
         name="lost-settlement-keeps-its-ledger-record",
         why="a completion that writes its `payment` ledger record and then loses its "
         "compare-and-set to a failure leaves the record behind",
-        path="services/settlement.py",
+        path="services/payment_steps.py",
         find="""\
             await event_store.discard_draft(self.db, event.dedupe_key)
             if current.status == PaymentStatus.FAILED:

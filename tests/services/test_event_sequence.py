@@ -19,6 +19,7 @@ from payments_api.models import payment as payments_model
 from payments_api.models.merchant import Merchant
 from payments_api.models.payment import CANCEL_REFERENCE, Payment, PendingRefund
 from payments_api.models.user import User
+from payments_api.services.auth import Principal
 from payments_api.services.payments import NewPayment
 from payments_api.services.registry import Services
 from payments_api.utils.clock import utcnow
@@ -201,7 +202,7 @@ async def test_a_cancel_finished_again_by_a_racing_retry_takes_no_second_number(
             "pending_refunds": [PendingRefund(refund_id=CANCEL_REFERENCE, amount=AMOUNT)],
         }
     )
-    await services.cancellations.cancel(user.id, payment.id, "Changed my mind")
+    await services.cancellations.cancel(Principal("user", user.id), payment.id, "Changed my mind")
 
     again = await services.cancellations.finish_cancel(reserved, "Changed my mind")
 

@@ -41,14 +41,9 @@ from payments_api.services.cancellations import (
 from payments_api.services.daily_limits import DailyLimitExceeded
 from payments_api.services.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
 from payments_api.services.merchants import MerchantNotFound
+from payments_api.services.payment_failures import PaymentDeclined, PaymentGatewayUnavailable
 from payments_api.services.payment_reads import PaymentNotFound
-from payments_api.services.payments import (
-    AmountTooLarge,
-    CreatedPayment,
-    NewPayment,
-    PaymentDeclined,
-    PaymentGatewayUnavailable,
-)
+from payments_api.services.payments import AmountTooLarge, CreatedPayment, NewPayment
 from payments_api.services.refunds import RefundExceedsAvailable
 from payments_api.services.registry import Services
 from payments_api.utils import ids
@@ -596,7 +591,7 @@ async def test_a_completed_payment_cancels_with_its_ledger_record_event_and_hold
     other = await pay(services, user, merchant, 3_000, key="other")
     assert await spent(services, user) == AMOUNT + 3_000
 
-    cancelled = await services.cancellations.cancel(user.id, paid.id, REASON)
+    cancelled = await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     current = await stored(services, paid.id)
     assert public_view(cancelled) == public_view(current)
@@ -620,10 +615,10 @@ async def test_a_completed_payment_cancels_with_its_ledger_record_event_and_hold
 async def test_a_second_cancel_is_not_cancellable_and_writes_nothing(
     services: Services, sandbox: Sandbox, user: User, paid: Payment
 ) -> None:
-    await services.cancellations.cancel(user.id, paid.id, REASON)
+    await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     with pytest.raises(PaymentNotCancellable):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     assert cancel_calls(sandbox) == 1
     assert [r.type for r in await ledger_of(services, paid.id)] == ["payment", "cancel"]
@@ -640,9 +635,11 @@ async def test_another_users_payment_is_not_found_to_cancel(
     stranger = await make_user()
 
     with pytest.raises(PaymentNotFound):
-        await services.cancellations.cancel(stranger.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", stranger.id), paid.id, REASON)
     with pytest.raises(PaymentNotFound):
-        await services.cancellations.cancel(stranger.id, ids.payment_id(), REASON)
+        await services.cancellations.cancel(
+            Principal("user", stranger.id), ids.payment_id(), REASON
+        )
 
     assert (await stored(services, paid.id)).status == PaymentStatus.COMPLETED
     assert cancel_calls(sandbox) == 0
@@ -660,7 +657,7 @@ async def test_a_payment_with_something_refunded_is_not_cancellable(
     before = await stored(services, paid.id)
 
     with pytest.raises(PaymentNotCancellable):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     assert await stored(services, paid.id) == before
     assert before.refunded_amount == 1_000
@@ -684,7 +681,7 @@ async def test_a_payment_not_completed_is_not_cancellable(
         payment = declined.value.payment
 
     with pytest.raises(PaymentNotCancellable):
-        await services.cancellations.cancel(user.id, payment.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), payment.id, REASON)
 
     assert (await stored(services, payment.id)).status == status
     assert cancel_calls(sandbox) == 0
@@ -708,7 +705,7 @@ async def test_an_unconfirmed_cancel_stays_reserved_until_a_retry_finishes_it_on
     sandbox.faults.append(fault)
 
     with pytest.raises(CancelNotConfirmed):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     reserved = await stored(services, paid.id)
     assert reserved.status == PaymentStatus.COMPLETED
@@ -720,7 +717,7 @@ async def test_an_unconfirmed_cancel_stays_reserved_until_a_retry_finishes_it_on
     assert await spent(services, user) == AMOUNT + other.amount
 
     sandbox.faults.remove(fault)
-    cancelled = await services.cancellations.cancel(user.id, paid.id, REASON)
+    cancelled = await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     assert cancelled.status == PaymentStatus.CANCELLED
     assert [r.type for r in await ledger_of(services, paid.id)] == ["payment", "cancel"]
@@ -737,7 +734,7 @@ async def test_a_cancel_awaiting_its_answer_leaves_nothing_to_refund(
 ) -> None:
     sandbox.faults.append(raising(httpx.ReadTimeout, "POST", "/cancel"))
     with pytest.raises(CancelNotConfirmed):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     with pytest.raises(RefundExceedsAvailable) as exceeds:
         await services.refunds.refund(
@@ -766,7 +763,7 @@ async def test_a_cancel_the_gateway_did_not_do_gives_its_reservation_back(
     sandbox.faults.append(fault)
 
     with pytest.raises(error):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
     current = await stored(services, paid.id)
     assert current.status == PaymentStatus.COMPLETED
@@ -775,7 +772,7 @@ async def test_a_cancel_the_gateway_did_not_do_gives_its_reservation_back(
     assert await spent(services, user) == AMOUNT
     # And it can be cancelled later.
     sandbox.faults.remove(fault)
-    cancelled = await services.cancellations.cancel(user.id, paid.id, REASON)
+    cancelled = await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
     assert cancelled.status == PaymentStatus.CANCELLED
 
 
@@ -792,9 +789,11 @@ async def test_a_cancel_retried_after_dying_publishes_the_payment_as_stored(
     monkeypatch.setattr(cancellations_module, "utcnow", lambda: next(clock))
     die_once(monkeypatch, events_model, "append", after=True)
     with pytest.raises(ProcessDied):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
 
-    await services.cancellations.cancel(user.id, paid.id, REASON)  # the retry finishes it
+    await services.cancellations.cancel(
+        Principal("user", user.id), paid.id, REASON
+    )  # the retry finishes it
 
     current = await stored(services, paid.id)
     assert current.status == PaymentStatus.CANCELLED
@@ -811,7 +810,7 @@ async def test_a_cancel_that_died_after_its_state_change_is_published_once_by_re
     event: the draft is finished by reconciliation's draft pass, once, with what was stored."""
     die_once(monkeypatch, events_model, "publish_draft")
     with pytest.raises(ProcessDied):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
     assert all(e.type != EventType.PAYMENT_CANCELLED for e in await events_of(services, paid.id))
     [draft] = await drafts_of(services, paid.id)
 
@@ -835,7 +834,7 @@ async def test_the_draft_of_a_cancel_still_reserved_is_left_to_the_cancel_pass(
     `payment.cancelled` for a payment that is not cancelled yet."""
     die_once(monkeypatch, events_model, "append", after=True)
     with pytest.raises(ProcessDied):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
     [draft] = await drafts_of(services, paid.id)
 
     await services.settlement.recover_draft(draft)
@@ -852,7 +851,7 @@ async def test_the_draft_of_a_cancel_given_back_is_discarded(
     its draft is discarded, and no `payment.cancelled` is ever delivered."""
     die_once(monkeypatch, events_model, "append", after=True)
     with pytest.raises(ProcessDied):
-        await services.cancellations.cancel(user.id, paid.id, REASON)
+        await services.cancellations.cancel(Principal("user", user.id), paid.id, REASON)
     [draft] = await drafts_of(services, paid.id)
     await services.cancellations.undo_cancel(await stored(services, paid.id))
 

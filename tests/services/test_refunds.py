@@ -22,8 +22,9 @@ from payments_api.models.refund import Refund
 from payments_api.models.user import User
 from payments_api.services.auth import Principal
 from payments_api.services.idempotency import IdempotencyKeyReused
+from payments_api.services.payment_failures import PaymentDeclined
 from payments_api.services.payment_reads import PaymentNotFound
-from payments_api.services.payments import NewPayment, PaymentDeclined
+from payments_api.services.payments import NewPayment
 from payments_api.services.refunds import (
     PaymentNotRefundable,
     RefundExceedsAvailable,
@@ -214,7 +215,9 @@ async def test_a_refund_that_lost_the_race_for_what_is_left_is_refused_at_its_re
 
 
 async def _cancelled(services: Services, payment: Payment) -> None:
-    await services.cancellations.cancel(payment.user_id, payment.id, "Ordered by mistake")
+    await services.cancellations.cancel(
+        Principal("user", payment.user_id), payment.id, "Ordered by mistake"
+    )
 
 
 async def _refunded(services: Services, payment: Payment) -> None:

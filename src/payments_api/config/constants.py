@@ -12,6 +12,7 @@ class Role(StrEnum):
 
 class PaymentStatus(StrEnum):
     PENDING = "pending"
+    AUTHORIZED = "authorized"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -25,7 +26,15 @@ class PaymentMethod(StrEnum):
     BANK_TRANSFER = "bank_transfer"
 
 
+class CaptureMethod(StrEnum):
+    AUTOMATIC = "automatic"
+    """Charged at once, at creation."""
+    MANUAL = "manual"
+    """Authorized at creation, captured (or voided) later."""
+
+
 class EventType(StrEnum):
+    PAYMENT_AUTHORIZED = "payment.authorized"
     PAYMENT_COMPLETED = "payment.completed"
     PAYMENT_FAILED = "payment.failed"
     PAYMENT_CANCELLED = "payment.cancelled"
@@ -44,6 +53,9 @@ class FailureCode(StrEnum):
 UNANSWERED_FAILURES = frozenset({FailureCode.GATEWAY_UNAVAILABLE, FailureCode.NOT_CHARGED})
 """Failures that no "no" of the gateway stands behind: a charge may land anyway, so such a
 payment is re-checked at the gateway for a while (and a charge found is refunded)."""
+
+AUTHORIZATION_EXPIRED = "authorization_expired"
+"""The `cancelReason` of an authorization the worker voided because nobody captured it in time."""
 
 MAX_MONEY = 10**15
 """The largest sum of money any request may carry (minor units): a schema bound, so no amount or

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     default_daily_limit: int = Field(default=2_000_000, ge=0, le=MAX_MONEY)
     business_timezone: str = "Asia/Seoul"
     reconcile_after_seconds: int = Field(default=60, ge=1)
+    authorization_ttl_seconds: int = Field(default=604_800, ge=1, le=31_536_000)
+    """How long a manual-capture payment's authorization may wait for its capture before the
+    worker voids it (at most a year; card networks hold an authorization for days)."""
     run_worker: bool = False
     slow_query_ms: int = Field(default=100, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

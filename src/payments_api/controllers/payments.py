@@ -33,8 +33,9 @@ from payments_api.schemas.payments import (
     StatsEnvelope,
 )
 from payments_api.services.auth import Principal
+from payments_api.services.payment_failures import PaymentFailed
 from payments_api.services.payment_history import HistoryQuery, Owner
-from payments_api.services.payments import NewPayment, PaymentFailed
+from payments_api.services.payments import NewPayment
 from payments_api.services.registry import Services
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -47,8 +48,9 @@ async def create(
     key_header: str | None,
     response: Response,
 ) -> PaymentEnvelope | PaymentReplayEnvelope:
-    """201 completed, 202 pending (poll it), 200 a replay; a failed payment is its error
-    (402 declined, 503 unreachable or never processed), replayed or not."""
+    """201 completed (a manual capture: authorized), 202 pending (poll it), 200 a replay; a
+    failed payment is its error (402 declined, 503 unreachable or never processed), replayed
+    or not."""
     key = required_idempotency_key(key_header)
     try:
         created = await services.payments.create(
@@ -62,6 +64,7 @@ async def create(
                 currency=body.currency,
                 merchant_order_id=body.merchant_order_id,
                 metadata=body.metadata,
+                capture_method=body.capture_method,
             ),
         )
     except PaymentFailed as failed:
@@ -122,12 +125,32 @@ async def history(
 
 
 async def cancel(
-    services: Services, user: Principal, payment_id: str, reason: str
+    services: Services, caller: Principal, payment_id: str, reason: str
 ) -> CancelEnvelope:
-    payment = await services.cancellations.cancel(user.id, payment_id, reason)
+    """A cancel returns what was charged (`refundAmount`): 0 for a voided authorization."""
+    payment = await services.cancellations.cancel(caller, payment_id, reason)
     return CancelEnvelope(
-        refund_info=RefundInfo(payment_id=payment.id, refund_amount=payment.amount)
+        refund_info=RefundInfo(payment_id=payment.id, refund_amount=payment.captured_amount)
     )
+
+
+async def capture(
+    services: Services,
+    caller: Principal,
+    payment_id: str,
+    amount: int | None,
+    key_header: str | None,
+    response: Response,
+) -> PaymentEnvelope:
+    """200 captured (completed); 202 while the gateway's answer is not in (still
+    `authorized`: reconciliation asks again, the client polls)."""
+    key = optional_idempotency_key(key_header)
+    captured = await services.captures.capture(caller, payment_id, amount, key)
+    if captured.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    if captured.payment.status == PaymentStatus.AUTHORIZED:
+        response.status_code = 202
+    return PaymentEnvelope(payment=PaymentOut.model_validate(public_view(captured.payment)))
 
 
 def _refund_out(refund: Refund) -> RefundOut:

@@ -2,7 +2,9 @@
 
 `spent` changes only together with `holds` (the ids of the payments holding part of it) in one
 guarded update, so taking a hold twice or giving it back twice is impossible, and `spent` can
-never pass the limit given with the hold.
+never pass the limit given with the hold. A capture of less than was authorized gives back the
+rest of its hold once, moving the payment from `holds` to `trimmed` (a hold cut to what was
+captured); a release then gives back what is left, from whichever list holds it.
 """
 
 from __future__ import annotations
@@ -56,13 +58,44 @@ async def try_hold(
     return HoldResult.OVER_LIMIT
 
 
-async def release(
-    db: Database, user_id: str, day: str, payment_id: str, amount: int, session: Session = None
+async def trim(
+    db: Database, user_id: str, day: str, payment_id: str, by: int, session: Session = None
 ) -> bool:
-    """Give back what `payment_id` held; False when it held nothing (already given back)."""
+    """Give back `by` of what `payment_id` holds, at most once: its id moves from `holds` to
+    `trimmed` in the same update. False when it was trimmed already (or holds nothing)."""
     result = await db[COLLECTION].update_one(
         {"_id": document_id(user_id, day), "holds": payment_id},
+        {"$inc": {"spent": -by}, "$pull": {"holds": payment_id}, "$push": {"trimmed": payment_id}},
+        session=session,
+    )
+    return bool(result.modified_count == 1)
+
+
+async def release(
+    db: Database,
+    user_id: str,
+    day: str,
+    payment_id: str,
+    amount: int,
+    *,
+    trimmed_to: int,
+    session: Session = None,
+) -> bool:
+    """Give back what `payment_id` holds: `amount`, or `trimmed_to` once its hold was trimmed.
+    False when it held nothing (already given back). A hold is trimmed only by a capture, and
+    released only by a void, a failure or a cancel — never at once with a capture — so which
+    list holds the id cannot change between the two updates."""
+    doc_id = document_id(user_id, day)
+    result = await db[COLLECTION].update_one(
+        {"_id": doc_id, "holds": payment_id},
         {"$inc": {"spent": -amount}, "$pull": {"holds": payment_id}},
+        session=session,
+    )
+    if result.modified_count == 1:
+        return True
+    result = await db[COLLECTION].update_one(
+        {"_id": doc_id, "trimmed": payment_id},
+        {"$inc": {"spent": -trimmed_to}, "$pull": {"trimmed": payment_id}},
         session=session,
     )
     return bool(result.modified_count == 1)

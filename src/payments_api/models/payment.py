@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
-from pymongo import ASCENDING, ReturnDocument
+from pydantic import Field, model_validator
+from pymongo import ReturnDocument
 
-from payments_api.config.constants import PaymentStatus
+from payments_api.config.constants import CaptureMethod, PaymentStatus
 from payments_api.config.database import Database, Session
 from payments_api.models.base import Document, UtcDatetime
 from payments_api.utils.clock import iso_utc
@@ -19,6 +19,17 @@ from payments_api.utils.clock import iso_utc
 COLLECTION = "payments"
 
 REFUNDABLE = [PaymentStatus.COMPLETED.value, PaymentStatus.PARTIALLY_REFUNDED.value]
+
+CHARGED = frozenset(
+    {
+        PaymentStatus.COMPLETED,
+        PaymentStatus.PARTIALLY_REFUNDED,
+        PaymentStatus.REFUNDED,
+        PaymentStatus.CANCELLED,
+    }
+)
+"""Where a payment stored before `capturedAmount` existed (always an automatic one) had been
+charged its whole amount."""
 
 CANCEL_REFERENCE = "cancel"
 """The `refundId` a cancel's reservation of the whole amount is listed under in
@@ -31,6 +42,20 @@ class PendingRefund(Document):
     refund_id: str
     amount: int
     reason: str | None = None
+
+
+class AuthorizationStep(Document):
+    """The one capture or void an `authorized` payment is undergoing: set by a compare-and-set
+    from none, so capture, cancel and expiry cannot both start, and kept until the gateway's
+    answer is recorded (or, after its no, taken off again). `step_id` is the capture's
+    idempotency key at the gateway, so asking again never captures twice."""
+
+    kind: Literal["capture", "void"]
+    step_id: str
+    amount: int = 0
+    """What a capture takes (a void takes nothing)."""
+    reason: str | None = None
+    """A void's `cancelReason`."""
 
 
 class Payment(Document):
@@ -48,6 +73,12 @@ class Payment(Document):
     failure_code: str | None = None
     failure_message: str | None = None
     cancel_reason: str | None = None
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    captured_amount: int = 0
+    """What was charged: the whole amount once an automatic payment completed, the captured
+    part of a manual one; refunds are bounded by it. Never changes once charged."""
+    authorization_expires_at: UtcDatetime | None = None
+    authorization_step: AuthorizationStep | None = None
     merchant_order_id: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     holds_order: bool | None = None
@@ -71,6 +102,16 @@ class Payment(Document):
     """How many events the payment's changes have produced: the last one's `data.sequence`
     (moved only by a `Transition`; never shown in the payment's view)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _captured_before_manual_capture(cls, raw: Any) -> Any:
+        """A payment stored before `capturedAmount` existed had captured its amount if it
+        was ever charged (there were only automatic payments then)."""
+        if isinstance(raw, dict) and "capturedAmount" not in raw and "captured_amount" not in raw:
+            charged = raw.get("status") in CHARGED
+            return {**raw, "capturedAmount": raw.get("amount", 0) if charged else 0}
+        return raw
+
     def next_state(self, now: datetime, **changes: object) -> Payment:
         """This payment as a compare-and-set with `changes` will leave it (events written
         before that change describe the state it creates)."""
@@ -83,8 +124,9 @@ class Payment(Document):
 
     @property
     def available_to_refund(self) -> int:
-        """What a new refund may still take: the amount less settled and reserved refunds."""
-        return self.amount - self.refunded_amount
+        """What a new refund may still take: the captured amount less settled and reserved
+        refunds."""
+        return self.captured_amount - self.refunded_amount
 
     @property
     def settled_refunded_amount(self) -> int:
@@ -186,84 +228,6 @@ async def update_where(
     return _payment(raw)
 
 
-async def claim_stale(
-    db: Database,
-    query: dict[str, Any],
-    *,
-    older_than: datetime,
-    worker_id: str,
-    now: datetime,
-    lease_until: datetime,
-) -> Payment | None:
-    """Take the reconciliation lease on one payment matching `query` that has not changed
-    since `older_than` and is not leased by a live reconciler. The lease is no state change:
-    it moves neither `version` nor `updatedAt`."""
-    raw = await db[COLLECTION].find_one_and_update(
-        {
-            **query,
-            "updatedAt": {"$lte": older_than},
-            "$or": [{"reconcileLockedUntil": None}, {"reconcileLockedUntil": {"$lte": now}}],
-        },
-        {"$set": {"reconcileLockedBy": worker_id, "reconcileLockedUntil": lease_until}},
-        sort=[("updatedAt", ASCENDING)],
-        return_document=ReturnDocument.AFTER,
-    )
-    return _payment(raw)
-
-
-async def claim_recheck(db: Database, *, now: datetime, lease_until: datetime) -> Payment | None:
-    """Take one failed payment whose re-check for a late charge is due; its next re-check
-    moves to `lease_until` meanwhile (the lease), so no two reconcilers check it at once."""
-    raw = await db[COLLECTION].find_one_and_update(
-        {"nextRecheckAt": {"$lte": now}},
-        {"$set": {"nextRecheckAt": lease_until}},
-        sort=[("nextRecheckAt", ASCENDING)],
-        return_document=ReturnDocument.AFTER,
-    )
-    return _payment(raw)
-
-
-async def schedule_recheck(db: Database, payment_id: str, next_at: datetime | None) -> None:
-    """The next re-check for a late charge, or (None) the end of the watch."""
-    update: dict[str, Any] = (
-        {"$set": {"nextRecheckAt": next_at}, "$inc": {"rechecks": 1}}
-        if next_at is not None
-        else {"$unset": {"nextRecheckAt": ""}}
-    )
-    await db[COLLECTION].update_one({"_id": payment_id}, update)
-
-
-async def record_late_charge_refund(db: Database, payment_id: str, now: datetime) -> bool:
-    """Note that the late charge of a failed payment was refunded, and stop watching it;
-    False when another reconciler noted it first."""
-    result = await db[COLLECTION].update_one(
-        {
-            "_id": payment_id,
-            "status": PaymentStatus.FAILED.value,
-            "lateChargeRefundedAt": None,
-        },
-        {"$set": {"lateChargeRefundedAt": now}, "$unset": {"nextRecheckAt": ""}},
-    )
-    return bool(result.modified_count == 1)
-
-
-async def renew_reconcile_lease(
-    db: Database, payment_id: str, worker_id: str, lease_until: datetime
-) -> bool:
-    """Move the reconciliation lease's end to `lease_until` while `worker_id` still holds it
-    (False once another reconciler took it over). No state change, as for the claim."""
-    result = await db[COLLECTION].update_one(
-        {"_id": payment_id, "reconcileLockedBy": worker_id},
-        {"$set": {"reconcileLockedUntil": lease_until}},
-    )
-    return bool(result.matched_count == 1)
-
-
-async def oldest_created_at(db: Database, status: str) -> datetime | None:
-    raw = await db[COLLECTION].find_one({"status": status}, sort=[("createdAt", ASCENDING)])
-    return Payment.from_mongo(raw).created_at if raw else None
-
-
 def _iso(value: datetime | None) -> str | None:
     return iso_utc(value) if value else None
 
@@ -291,4 +255,7 @@ def public_view(payment: Payment) -> dict[str, Any]:
         "cancelledAt": _iso(payment.cancelled_at),
         "merchantOrderId": payment.merchant_order_id,
         "metadata": payment.metadata,
+        "captureMethod": payment.capture_method,
+        "capturedAmount": payment.captured_amount,
+        "authorizationExpiresAt": _iso(payment.authorization_expires_at),
     }

@@ -32,6 +32,7 @@ _BODY_FIELD_TYPES: dict[str, Any] = {
     "details": list[ErrorDetail],
     "payment": PaymentOut,
     "availableAmount": int,
+    "authorizedAmount": int,
     "remainingToday": int,
     "maxAmount": int,
     "retryAfter": int,

@@ -15,7 +15,7 @@ from pydantic import (
     WrapValidator,
 )
 
-from payments_api.config.constants import MAX_MONEY, PaymentMethod, PaymentStatus
+from payments_api.config.constants import MAX_MONEY, CaptureMethod, PaymentMethod, PaymentStatus
 from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope, pattern, text
 
 PAYABLE_CURRENCIES = frozenset(
@@ -69,9 +69,11 @@ MerchantOrderId = Annotated[
 
 MAX_METADATA_KEYS = 20
 METADATA_RULE = (
-    f"must be an object of at most {MAX_METADATA_KEYS} keys of 1-40 characters, "
-    "each value a string of at most 500 characters"
+    f"must be an object of at most {MAX_METADATA_KEYS} keys of 1-40 characters (no NUL "
+    "character), each value a string of at most 500 characters"
 )
+METADATA_KEY_PATTERN = r"^[^\x00]{1,40}$"
+"""A key MongoDB can store as a field name as given: no NUL, which BSON cannot hold in one."""
 
 
 def _metadata_as_one_field(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -83,12 +85,24 @@ def _metadata_as_one_field(value: Any, handler: ValidatorFunctionWrapHandler) ->
         raise ValueError(METADATA_RULE) from None
 
 
+def _metadata_schema(schema: dict[str, Any]) -> None:
+    """Pydantic describes a key pattern as `patternProperties`, which leaves every key that
+    does not match it unconstrained; the rule is on every key (`propertyNames`) and every value
+    (`additionalProperties`)."""
+    patterns = schema.pop("patternProperties", {})
+    for key_pattern, value_schema in patterns.items():
+        schema.setdefault("propertyNames", {})["pattern"] = key_pattern
+        schema["additionalProperties"] = value_schema
+
+
 Metadata = Annotated[
     dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=40)],
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=40, pattern=METADATA_KEY_PATTERN)
+        ],
         Annotated[str, StringConstraints(max_length=500)],
     ],
-    Field(max_length=MAX_METADATA_KEYS),
+    Field(max_length=MAX_METADATA_KEYS, json_schema_extra=_metadata_schema),
     WrapValidator(_metadata_as_one_field),
 ]
 """The client's own key-value pairs: stored and returned as given, never used for a decision."""
@@ -102,6 +116,10 @@ class PaymentCreate(CamelModel):
     currency: Currency = "KRW"
     merchant_order_id: MerchantOrderId | None = None
     metadata: Metadata = Field(default_factory=dict)
+    capture_method: CaptureMethod = Field(
+        default=CaptureMethod.AUTOMATIC,
+        description="`automatic`: charged at once; `manual`: authorized now, captured later",
+    )
 
 
 class PaymentOut(CamelModel):
@@ -124,6 +142,14 @@ class PaymentOut(CamelModel):
     cancelled_at: ApiDatetime | None
     merchant_order_id: str | None
     metadata: dict[str, str]
+    capture_method: CaptureMethod
+    captured_amount: int = Field(
+        description="What was charged: `amount` once an automatic payment completed, the "
+        "captured part of a manual one, 0 before"
+    )
+    authorization_expires_at: ApiDatetime | None = Field(
+        description="When an uncaptured authorization is voided (manual capture only)"
+    )
 
 
 class PaymentEnvelope(Envelope):
@@ -173,6 +199,12 @@ class PaymentListEnvelope(Envelope):
 
 class CancelRequest(CamelModel):
     reason: Reason
+
+
+class CaptureRequest(CamelModel):
+    amount: Amount | None = Field(
+        default=None, description="What to take of the authorization; all of it when absent"
+    )
 
 
 class RefundInfo(CamelModel):

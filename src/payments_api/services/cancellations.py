@@ -1,5 +1,6 @@
 """Cancelling a payment: completed (nothing refunded) → cancelled, the whole charge returned at
-the gateway and the amount released from the daily limit.
+the gateway and the amount released from the daily limit; or, for an `authorized` one, a void
+(services/voids.py), which its merchant and admins may ask for too.
 
 The full amount is reserved on `refundedAmount` first (listed in `pendingRefunds` under
 CANCEL_REFERENCE), so a racing refund finds nothing left to take; the gateway's yes finishes
@@ -15,17 +16,19 @@ from __future__ import annotations
 
 from payments_api.config.constants import EventType, PaymentStatus
 from payments_api.config.database import Database
-from payments_api.errors import ConflictError, ServiceUnavailableError
+from payments_api.errors import ConflictError, ForbiddenError, ServiceUnavailableError
 from payments_api.models import event as event_store
 from payments_api.models import ledger as ledger_store
 from payments_api.models import payment as payment_store
 from payments_api.models.payment import CANCEL_REFERENCE, Payment, PendingRefund, Transition
+from payments_api.services.auth import Principal
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.payment_cache import PaymentCache
-from payments_api.services.payment_reads import PaymentNotFound
+from payments_api.services.payment_reads import PaymentReadService
 from payments_api.services.stats import StatsService
+from payments_api.services.voids import VoidOutcome, VoidService
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
 
@@ -48,6 +51,18 @@ class CancelGatewayUnavailable(ServiceUnavailableError):
     message = "The payment gateway could not be reached; nothing was charged"
 
 
+class CancelNotAllowed(ForbiddenError):
+    message = "Only the payment's user can cancel a charged payment (its merchant refunds it)"
+
+
+VOID_REFUSALS: dict[VoidOutcome, type[ConflictError | ServiceUnavailableError]] = {
+    "unknown": CancelNotConfirmed,
+    "unreachable": CancelGatewayUnavailable,
+    "refused": PaymentNotCancellable,
+    "not_authorized": PaymentNotCancellable,
+}
+
+
 class CancelService:
     def __init__(
         self,
@@ -56,25 +71,38 @@ class CancelService:
         limits: DailyLimitService,
         cache: PaymentCache,
         stats: StatsService,
+        reads: PaymentReadService,
+        voids: VoidService,
     ) -> None:
         self.db = db
+        self.reads = reads
+        self.voids = voids
         self.gateway = gateway
         self.limits = limits
         self.cache = cache
         self.stats = stats
 
-    async def cancel(self, user_id: str, payment_id: str, reason: str) -> Payment:
-        """The user's own completed payment, cancelled: reserved, asked of the gateway, then
-        finished or given back by its answer."""
-        payment = await payment_store.find_by_id(self.db, payment_id)
-        if payment is None or payment.user_id != user_id:
-            raise PaymentNotFound()
-        if not payment.cancel_reserved:
+    async def cancel(self, principal: Principal, payment_id: str, reason: str) -> Payment:
+        """An authorization voided (by anyone who may read the payment), or the user's own
+        completed payment cancelled: reserved, asked of the gateway, then finished or given
+        back by its answer."""
+        payment = await self.reads.get_for_reader(principal, payment_id)
+        if payment.status == PaymentStatus.AUTHORIZED:
+            voided = await self.voids.void(payment, reason)
+            if voided.outcome == "voided":
+                return voided.payment
+            raise VOID_REFUSALS[voided.outcome]()
+        if principal.kind != "user" or principal.id != payment.user_id:
+            raise CancelNotAllowed()
+        first = not payment.cancel_reserved
+        if first:
             payment = await self._reserve(payment, reason)
         result = await self.gateway.cancel(payment_id)
         if result.outcome == "approved":
             return await self.finish_cancel(payment, reason)
-        if result.outcome == "unknown":
+        if result.outcome == "unknown" or (result.outcome == "unreachable" and not first):
+            # An earlier attempt's answer was lost: it may have cancelled, so the reservation
+            # stays for a retry or reconciliation to settle.
             raise CancelNotConfirmed()
         await self.undo_cancel(payment)
         if result.outcome == "unreachable":
@@ -89,10 +117,10 @@ class CancelService:
             payment.id,
             {"status": PaymentStatus.COMPLETED.value, "refundedAmount": 0},
             {
-                "$set": {"refundedAmount": payment.amount},
+                "$set": {"refundedAmount": payment.captured_amount},
                 "$push": {
                     "pendingRefunds": PendingRefund(
-                        refund_id=CANCEL_REFERENCE, amount=payment.amount, reason=reason
+                        refund_id=CANCEL_REFERENCE, amount=payment.captured_amount, reason=reason
                     ).to_mongo()
                 },
             },
@@ -123,7 +151,7 @@ class CancelService:
                 payment,
                 "cancel",
                 reference=payment.id,
-                amount=payment.amount,
+                amount=payment.captured_amount,
                 description=f"Cancellation: {reason}",
                 now=now,
                 session=session,
@@ -148,7 +176,10 @@ class CancelService:
         await self.cache.put(updated)
         await self.stats.invalidate(payment.user_id)
         log_business_event(
-            "payment cancelled", paymentId=payment.id, userId=payment.user_id, amount=payment.amount
+            "payment cancelled",
+            paymentId=payment.id,
+            userId=payment.user_id,
+            amount=payment.captured_amount,
         )
         return updated
 

@@ -1,5 +1,6 @@
 """The user's daily limit: a hold taken before the gateway is asked, given back when the payment
-fails or is cancelled. The business day follows BUSINESS_TIMEZONE."""
+fails or is cancelled (a void included), and given back in part when a capture takes less than
+was authorized. The business day follows BUSINESS_TIMEZONE."""
 
 from __future__ import annotations
 
@@ -57,7 +58,29 @@ class DailyLimitService:
         raise DailyLimitExceeded(max(0, limit - await self.spent(user_id, day)))
 
     async def release(self, payment: Payment, session: Session = None) -> bool:
-        """Give back what `payment` held on the day it was made; False when it held nothing."""
+        """Give back what `payment` holds on the day it was made (after a capture of less than
+        its amount, what was captured); False when it held nothing."""
         return await daily_limit_store.release(
-            self.db, payment.user_id, payment.hold_day, payment.id, payment.amount, session
+            self.db,
+            payment.user_id,
+            payment.hold_day,
+            payment.id,
+            payment.amount,
+            trimmed_to=payment.captured_amount,
+            session=session,
+        )
+
+    async def trim_to_capture(
+        self, payment: Payment, captured: int, session: Session = None
+    ) -> bool:
+        """A capture of less than was authorized: the rest of the hold given back, once."""
+        if captured >= payment.amount:
+            return False
+        return await daily_limit_store.trim(
+            self.db,
+            payment.user_id,
+            payment.hold_day,
+            payment.id,
+            payment.amount - captured,
+            session,
         )

@@ -2,7 +2,8 @@
 services/payment_history.py.
 
 Who may read a payment: its payer (the user), its payee (the merchant) and an active admin.
-Anyone else is told it does not exist, so that payment ids cannot be probed.
+Anyone else is told it does not exist, so that payment ids cannot be probed. What only the
+payee's side may do (refund, capture) is refused to the payer (403): `get_for_payee`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from typing import Any
 
 from payments_api.config.database import Database
-from payments_api.errors import NotFoundError
+from payments_api.errors import ForbiddenError, NotFoundError
 from payments_api.models import payment as payment_store
 from payments_api.models import user as user_store
 from payments_api.models.payment import Payment
@@ -71,3 +72,22 @@ class PaymentReadService:
         ):
             raise PaymentNotFound()
         return payment
+
+    async def get_for_payee(
+        self, principal: Principal, payment_id: str, refused: ForbiddenError
+    ) -> Payment:
+        """The payment for its merchant or an active admin; its own user is `refused` (403),
+        anyone else told it does not exist."""
+        payment = await payment_store.find_by_id(self.db, payment_id)
+        if payment is None:
+            raise PaymentNotFound()
+        if principal.kind == "merchant":
+            if principal.id == payment.merchant_id:
+                return payment
+            raise PaymentNotFound()
+        user = await user_store.find_by_id(self.db, principal.id)
+        if user is not None and user.is_active_admin:
+            return payment
+        if principal.id == payment.user_id:
+            raise refused
+        raise PaymentNotFound()

@@ -7,12 +7,14 @@ The create flow, each step safe to repeat:
    refused hold deletes the payment again;
    both before any money moves; a process that dies between them leaves a pending payment
    that reconciliation reverses at the gateway and fails, never an orphan hold;
-3. the gateway asked, with the paymentId as its idempotency key, no transaction open;
-4. settled through `SettlementService` (completed / failed) or left pending for reconciliation.
+3. the gateway asked to charge (or, for `captureMethod: manual`, to authorize), with the
+   paymentId as its idempotency key, no transaction open;
+4. settled through `SettlementService` (completed / authorized / failed) or left pending for
+   reconciliation.
 
 The service answers in the domain: the payment and whether this was a replay
-(`CreatedPayment`), or an error naming why the payment failed (`PaymentFailed`); the
-controller turns them into statuses.
+(`CreatedPayment`), or an error naming why the payment failed (`PaymentFailed`,
+services/payment_failures.py); the controller turns them into statuses.
 """
 
 from __future__ import annotations
@@ -21,14 +23,11 @@ from dataclasses import dataclass, field
 
 from pymongo.errors import DuplicateKeyError
 
-from payments_api.config.constants import FailureCode, PaymentStatus
+from payments_api.config.constants import CaptureMethod, FailureCode, PaymentStatus
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
 from payments_api.errors import (
-    AppError,
     ConflictError,
-    PaymentRequiredError,
-    ServiceUnavailableError,
     UnauthorizedError,
     UnprocessableError,
 )
@@ -36,7 +35,7 @@ from payments_api.models import merchant as merchant_store
 from payments_api.models import payment as payment_store
 from payments_api.models import payment_orders
 from payments_api.models import user as user_store
-from payments_api.models.payment import Payment, public_view
+from payments_api.models.payment import Payment
 from payments_api.models.user import User
 from payments_api.services.auth import UserInactive
 from payments_api.services.daily_limits import DailyLimitService
@@ -50,13 +49,12 @@ from payments_api.services.idempotency import (
 )
 from payments_api.services.merchants import MerchantNotFound
 from payments_api.services.payment_cache import PaymentCache
+from payments_api.services.payment_failures import GATEWAY_UNAVAILABLE_MESSAGE, failure_of
 from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.settlement import SettlementService
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
-
-GATEWAY_UNAVAILABLE_MESSAGE = "The payment gateway could not be reached; nothing was charged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +66,18 @@ class NewPayment:
     currency: str
     merchant_order_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
 
     def fingerprint(self) -> str:
-        """The optional fields count only when given: a body without them keeps the digest
-        it had before they existed (a key used across a deploy still replays)."""
-        optional = {"merchantOrderId": self.merchant_order_id, "metadata": self.metadata}
+        """The optional fields count only when given (`captureMethod` when manual): a body
+        without them keeps the digest it had before they existed (a key used across a deploy
+        still replays)."""
+        manual = self.capture_method == CaptureMethod.MANUAL
+        optional = {
+            "merchantOrderId": self.merchant_order_id,
+            "metadata": self.metadata,
+            "captureMethod": self.capture_method.value if manual else None,
+        }
         return fingerprint(
             {
                 "amount": self.amount,
@@ -88,8 +93,8 @@ class NewPayment:
 @dataclass(frozen=True, slots=True)
 class CreatedPayment:
     """A create request's payment and whether it answers an earlier request with the same
-    key. `create` returns only a completed or pending one (the gateway's answer not in yet);
-    a failed one is raised as the `PaymentFailed` that says why."""
+    key. `create` returns only a completed, authorized or pending one (the gateway's answer not
+    in yet); a failed one is raised as the `PaymentFailed` that says why."""
 
     payment: Payment
     replayed: bool = False
@@ -111,51 +116,10 @@ class DuplicateOrderId(ConflictError):
     message = "This merchant already has a payment for this merchantOrderId that has not failed"
 
 
-class PaymentFailed(AppError):
-    """What a failed create answers with, first time or replayed: why, and the payment."""
-
-    body_fields = ("payment",)
-
-    def __init__(self, payment: Payment, *, replayed: bool, message: str | None = None) -> None:
-        super().__init__(message=message, extra={"payment": public_view(payment)})
-        self.payment = payment
-        self.replayed = replayed
-
-
-class PaymentDeclined(PaymentFailed, PaymentRequiredError):
-    code = "PAYMENT_DECLINED"
-    message = "The payment was declined"
-
-    def __init__(self, payment: Payment, *, replayed: bool = False) -> None:
-        super().__init__(payment, replayed=replayed, message=payment.failure_message)
-
-
-class PaymentGatewayUnavailable(PaymentFailed, ServiceUnavailableError):
-    code = "GATEWAY_UNAVAILABLE"
-    message = GATEWAY_UNAVAILABLE_MESSAGE
-
-
-class PaymentNotProcessed(PaymentFailed, ServiceUnavailableError):
-    """The request never finished and the charge was reversed: not a decline."""
-
-    code = "PAYMENT_NOT_PROCESSED"
-    message = (
-        "The payment was not processed and nothing was charged; retry with a new Idempotency-Key"
-    )
-
-
-def _failure_of(payment: Payment, replayed: bool) -> PaymentFailed:
-    if payment.failure_code == FailureCode.GATEWAY_UNAVAILABLE:
-        return PaymentGatewayUnavailable(payment, replayed=replayed)
-    if payment.failure_code == FailureCode.NOT_CHARGED:
-        return PaymentNotProcessed(payment, replayed=replayed)
-    return PaymentDeclined(payment, replayed=replayed)
-
-
-def _answer(created: CreatedPayment) -> CreatedPayment:
+def answer(created: CreatedPayment) -> CreatedPayment:
     """What a create request answers: its payment, or (failed) the error that says why."""
     if created.payment.status == PaymentStatus.FAILED:
-        raise _failure_of(created.payment, created.replayed)
+        raise failure_of(created.payment, created.replayed)
     return created
 
 
@@ -188,7 +152,7 @@ class PaymentService:
                 created = await self._replay_stored(claim.replay)
             else:
                 created = await self._create_once(user_id, key, request, claim)
-        return _answer(created)
+        return answer(created)
 
     async def _create_once(
         self, user_id: str, key: str, request: NewPayment, claim: Claim
@@ -240,6 +204,7 @@ class PaymentService:
             product_name=request.product_name,
             merchant_order_id=request.merchant_order_id,
             metadata=request.metadata,
+            capture_method=request.capture_method,
             holds_order=True if request.merchant_order_id is not None else None,
             status=PaymentStatus.PENDING,
             idempotency_key=key,
@@ -269,12 +234,14 @@ class PaymentService:
             raise
 
     async def _charge(self, payment: Payment) -> Payment:
-        """Ask the gateway once; the payment as settled by its answer, or still pending."""
+        """Ask the gateway once to charge (or, for a manual capture, to authorize); the payment
+        as settled by its answer, or still pending."""
         result = await self.gateway.charge(
             payment_id=payment.id,
             amount=payment.amount,
             currency=payment.currency,
             payment_method=payment.payment_method,
+            capture=payment.capture_method == CaptureMethod.AUTOMATIC,
         )
         if result.outcome == "unreachable":
             settled: Payment | None = await self.settlement.fail(

@@ -9,7 +9,10 @@
   answers with that charge, which settles the payment as usual.
 - A failure no gateway "no" stands behind (`NOT_CHARGED`, `GATEWAY_UNAVAILABLE`) is re-checked
   at the gateway for 24 hours, with backoff; a charge that landed anyway is refunded there at
-  once, logged as a business event and counted.
+  once, logged as a business event and counted (services/late_charges.py).
+- An authorization past its `authorizationExpiresAt` that nobody is capturing or voiding is
+  voided (`cancelReason` `authorization_expired`), and a capture or void whose gateway answer
+  was lost is asked again (services/captures.py, services/voids.py).
 - A settlement that died after writing its draft event is finished or discarded by the
   payment's state (`SettlementService.recover_draft`).
 - A refund or cancel reserved on a payment (`pendingRefunds`) with no recorded answer is asked
@@ -28,21 +31,25 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from payments_api.config.constants import EventType, PaymentStatus
+from payments_api.config.constants import AUTHORIZATION_EXPIRED, EventType, PaymentStatus
 from payments_api.config.database import Database
 from payments_api.config.settings import Settings
+from payments_api.models import authorization_steps, payment_claims
 from payments_api.models import event as event_store
 from payments_api.models import ledger as ledger_store
 from payments_api.models import payment as payment_store
 from payments_api.models import refund as refund_store
 from payments_api.models.payment import CANCEL_REFERENCE, Payment, PendingRefund
 from payments_api.services.cancellations import CancelService
+from payments_api.services.captures import CaptureService
 from payments_api.services.gateway import GatewayClient
+from payments_api.services.late_charges import LateChargeWatch
 from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.services.settlement import SettlementService
+from payments_api.services.voids import VoidService
 from payments_api.utils import workers
 from payments_api.utils.leases import LeaseKeeper
-from payments_api.utils.logger import get_logger, log_business_event
+from payments_api.utils.logger import get_logger
 from payments_api.utils.metrics import Metrics
 
 logger = get_logger("reconciliation")
@@ -52,10 +59,6 @@ logger = get_logger("reconciliation")
 
 MAX_HOLD_SECONDS = 120
 """The longest the handling of one payment keeps renewing its lease (a few gateway calls)."""
-MAX_RECHECK_INTERVAL = timedelta(hours=1)
-"""The longest pause between two re-checks of a failure (the pauses double from twice
-RECONCILE_AFTER_SECONDS), so a charge that lands during the 24 h watch (settlement's
-RECHECK_FOR) is found within an hour of landing."""
 
 
 class Reconciler:
@@ -67,6 +70,8 @@ class Reconciler:
         settlement: SettlementService,
         cancellations: CancelService,
         refunds: RefundSettlement,
+        captures: CaptureService,
+        voids: VoidService,
         metrics: Metrics,
         *,
         clock: workers.Clock = workers.SYSTEM_CLOCK,
@@ -78,20 +83,26 @@ class Reconciler:
         self.settlement = settlement
         self.cancellations = cancellations
         self.refunds = refunds
+        self.captures = captures
+        self.voids = voids
         self.metrics = metrics
         self.clock = clock
         self.worker_id = worker_id or workers.new_worker_id()
+        self.late_charges = LateChargeWatch(settings, db, gateway, metrics, clock)
 
     async def run_once(self) -> int:
         """One pass; the number of payments looked at."""
         handled = 0
-        passes: list[tuple[dict[str, Any], Callable[[Payment], Awaitable[None]]]] = [
-            ({"status": PaymentStatus.PENDING.value}, self._settle_pending),
-            ({"pendingRefunds.0": {"$exists": True}}, self._settle_refunds),
+        settle_after = timedelta(seconds=self.settings.reconcile_after_seconds)
+        passes: list[tuple[dict[str, Any], timedelta, Callable[[Payment], Awaitable[None]]]] = [
+            ({"status": PaymentStatus.PENDING.value}, settle_after, self._settle_pending),
+            ({"pendingRefunds.0": {"$exists": True}}, settle_after, self._settle_refunds),
+            (authorization_steps.UNDER_WAY, settle_after, self._settle_step),
+            (self._expired_authorizations(), timedelta(0), self._expire),
         ]
-        for query, handle in passes:
+        for query, untouched_for, handle in passes:
             while handled < workers.BATCH:
-                payment = await self._claim(query)
+                payment = await self._claim(query, untouched_for)
                 if payment is None:
                     break
                 try:
@@ -100,18 +111,20 @@ class Reconciler:
                 except Exception:
                     logger.exception("reconciliation failed", paymentId=payment.id)
                 handled += 1
-        handled += await self._recheck_failures()
+        handled += await self.late_charges.run_once()
         await self._recover_drafts()
         await self._fail_unreserved_refunds()
         await self._update_oldest_pending()
         return handled
 
-    async def _claim(self, query: dict[str, Any]) -> Payment | None:
+    async def _claim(self, query: dict[str, Any], untouched_for: timedelta) -> Payment | None:
+        """One payment matching `query`, unchanged for `untouched_for`, leased to this
+        reconciler."""
         now = self.clock()
-        return await payment_store.claim_stale(
+        return await payment_claims.claim_stale(
             self.db,
             query,
-            older_than=now - timedelta(seconds=self.settings.reconcile_after_seconds),
+            older_than=now - untouched_for,
             worker_id=self.worker_id,
             now=now,
             lease_until=now + timedelta(seconds=workers.LEASE_SECONDS),
@@ -122,7 +135,7 @@ class Reconciler:
 
         async def renew() -> bool:
             lease_until = self.clock() + timedelta(seconds=workers.LEASE_SECONDS)
-            return await payment_store.renew_reconcile_lease(
+            return await payment_claims.renew_reconcile_lease(
                 self.db, payment.id, self.worker_id, lease_until
             )
 
@@ -149,55 +162,24 @@ class Reconciler:
         self.metrics.reconciled.labels(settled.status).inc()
         logger.info("pending payment reconciled", paymentId=payment.id, status=settled.status)
 
-    async def _recheck_failures(self) -> int:
-        """Look again for a charge behind each failure whose re-check is due."""
-        checked = 0
-        while checked < workers.BATCH:
-            now = self.clock()
-            payment = await payment_store.claim_recheck(
-                self.db, now=now, lease_until=now + timedelta(seconds=workers.LEASE_SECONDS)
-            )
-            if payment is None:
-                break
-            try:
-                await self._recheck(payment)
-            except Exception:
-                logger.exception("late-charge re-check failed", paymentId=payment.id)
-            checked += 1
-        return checked
+    def _expired_authorizations(self) -> dict[str, Any]:
+        return {
+            "status": PaymentStatus.AUTHORIZED.value,
+            "authorizationExpiresAt": {"$lte": self.clock()},
+            "authorizationStep": None,
+        }
 
-    async def _recheck(self, payment: Payment) -> None:
-        now = self.clock()
-        result = await self.gateway.lookup(payment.id)
-        if result.outcome == "approved":
-            refunded = await self.gateway.cancel(payment.id)
-            if refunded.outcome == "approved":
-                if await payment_store.record_late_charge_refund(self.db, payment.id, now):
-                    self.metrics.late_charges_refunded.inc()
-                    log_business_event(
-                        "late charge refunded",
-                        paymentId=payment.id,
-                        userId=payment.user_id,
-                        merchantId=payment.merchant_id,
-                        amount=payment.amount,
-                        failureCode=payment.failure_code,
-                    )
-                return
-            logger.error(
-                "a late charge could not be refunded yet",
-                paymentId=payment.id,
-                gateway=refunded.outcome,
-            )
-        watching = payment.recheck_until is not None and now < payment.recheck_until
-        await payment_store.schedule_recheck(
-            self.db, payment.id, now + self._recheck_interval(payment) if watching else None
-        )
+    async def _settle_step(self, payment: Payment) -> None:
+        """A capture or void whose gateway answer was lost, asked again."""
+        await self.captures.ask_again(payment)
+        await self.voids.ask_again(payment)
 
-    def _recheck_interval(self, payment: Payment) -> timedelta:
-        """After the first re-check (RECONCILE_AFTER_SECONDS after the failure), twice that,
-        doubling with each re-check, at most an hour."""
-        seconds = self.settings.reconcile_after_seconds * 2 ** min(payment.rechecks + 1, 16)
-        return min(timedelta(seconds=seconds), MAX_RECHECK_INTERVAL)
+    async def _expire(self, payment: Payment) -> None:
+        """Void an authorization nobody captured in time (a capture or cancel that began
+        first wins: then this does nothing)."""
+        voided = await self.voids.void(payment, AUTHORIZATION_EXPIRED)
+        if voided.outcome != "not_authorized":
+            logger.info("expired authorization", paymentId=payment.id, outcome=voided.outcome)
 
     async def _recover_drafts(self) -> None:
         cutoff = self.clock() - timedelta(seconds=self.settings.reconcile_after_seconds)
@@ -262,6 +244,6 @@ class Reconciler:
                 )
 
     async def _update_oldest_pending(self) -> None:
-        oldest = await payment_store.oldest_created_at(self.db, PaymentStatus.PENDING.value)
+        oldest = await payment_claims.oldest_created_at(self.db, PaymentStatus.PENDING.value)
         age = (self.clock() - oldest).total_seconds() if oldest else 0.0
         self.metrics.oldest_pending_age.set(max(0.0, age))

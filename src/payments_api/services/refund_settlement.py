@@ -45,7 +45,7 @@ def _status_after_success(payment: Payment, refund_id: str) -> PaymentStatus:
     """The status once this refund's reservation counts as refunded."""
     reserved = sum(p.amount for p in payment.pending_refunds if p.refund_id == refund_id)
     refunded = payment.settled_refunded_amount + reserved
-    if refunded >= payment.amount:
+    if refunded >= payment.captured_amount:
         return PaymentStatus.REFUNDED
     return PaymentStatus.PARTIALLY_REFUNDED
 

@@ -21,7 +21,6 @@ from payments_api.errors import (
 )
 from payments_api.models import payment as payment_store
 from payments_api.models import refund as refund_store
-from payments_api.models import user as user_store
 from payments_api.models.payment import REFUNDABLE, Payment, PendingRefund
 from payments_api.models.refund import Refund
 from payments_api.services.auth import Principal
@@ -32,7 +31,7 @@ from payments_api.services.idempotency import (
     StoredResult,
     fingerprint,
 )
-from payments_api.services.payment_reads import PaymentNotFound
+from payments_api.services.payment_reads import PaymentNotFound, PaymentReadService
 from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
@@ -98,28 +97,13 @@ class RefundService:
         gateway: GatewayClient,
         idempotency: IdempotencyService,
         settlement: RefundSettlement,
+        reads: PaymentReadService,
     ) -> None:
         self.db = db
+        self.reads = reads
         self.gateway = gateway
         self.idempotency = idempotency
         self.settlement = settlement
-
-    async def _payment_for_refunder(self, principal: Principal, payment_id: str) -> Payment:
-        """The payment's merchant or an admin may refund; its owner is refused
-        (`RefundNotAllowed`), anyone else told it does not exist."""
-        payment = await payment_store.find_by_id(self.db, payment_id)
-        if payment is None:
-            raise PaymentNotFound()
-        if principal.kind == "merchant":
-            if principal.id == payment.merchant_id:
-                return payment
-            raise PaymentNotFound()
-        user = await user_store.find_by_id(self.db, principal.id)
-        if user is not None and user.is_active_admin:
-            return payment
-        if principal.id == payment.user_id:
-            raise RefundNotAllowed()
-        raise PaymentNotFound()
 
     async def list_for_reader(self, payment: Payment) -> list[Refund]:
         return await refund_store.for_payment(self.db, payment.id)
@@ -135,7 +119,7 @@ class RefundService:
         metadata: dict[str, str] | None = None,
     ) -> RefundOutcome:
         asked = RefundAsked(amount, reason, metadata or {})
-        payment = await self._payment_for_refunder(principal, payment_id)
+        payment = await self.reads.get_for_payee(principal, payment_id, RefundNotAllowed())
         if key is None:
             return await self._refund(principal, payment, asked, None)
         body = asked.fingerprint(payment_id)
@@ -228,7 +212,10 @@ class RefundService:
         reserved = await payment_store.update_where(
             self.db,
             payment.id,
-            {"status": {"$in": REFUNDABLE}, "refundedAmount": {"$lte": payment.amount - value}},
+            {
+                "status": {"$in": REFUNDABLE},
+                "refundedAmount": {"$lte": payment.captured_amount - value},
+            },
             {
                 "$inc": {"refundedAmount": value},
                 "$push": {

@@ -16,6 +16,7 @@ from payments_api.models import merchant as merchant_store
 from payments_api.services.api_keys import ApiKeyService
 from payments_api.services.auth import AuthService
 from payments_api.services.cancellations import CancelService
+from payments_api.services.captures import CaptureService
 from payments_api.services.credentials import Credentials
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.event_access import EventService
@@ -26,6 +27,7 @@ from payments_api.services.merchants import MerchantService
 from payments_api.services.payment_cache import PaymentCache
 from payments_api.services.payment_history import PaymentHistoryService
 from payments_api.services.payment_reads import PaymentReadService
+from payments_api.services.payment_steps import PaymentSteps
 from payments_api.services.payments import PaymentService
 from payments_api.services.rate_limits import RateLimiter
 from payments_api.services.reconciliation import Reconciler
@@ -34,6 +36,7 @@ from payments_api.services.refunds import RefundService
 from payments_api.services.settlement import SettlementService
 from payments_api.services.stats import StatsService
 from payments_api.services.users import UserService
+from payments_api.services.voids import VoidService
 from payments_api.services.webhooks import create_webhook_client
 from payments_api.utils.metrics import Metrics
 
@@ -58,6 +61,8 @@ class Services:
     payments: PaymentService
     payment_reads: PaymentReadService
     payment_history: PaymentHistoryService
+    captures: CaptureService
+    voids: VoidService
     cancellations: CancelService
     refunds: RefundService
     refund_settlement: RefundSettlement
@@ -75,6 +80,25 @@ class Services:
         self.database.close()
 
 
+def _idempotency(settings: Settings, redis: Redis) -> IdempotencyService:
+    return IdempotencyService(
+        redis,
+        max_hold_seconds=settings.gateway_timeout_seconds + IDEMPOTENCY_LOCK_MARGIN_SECONDS,
+    )
+
+
+def _settlement(
+    settings: Settings, database: Database, steps: PaymentSteps, metrics: Metrics
+) -> SettlementService:
+    return SettlementService(
+        database,
+        steps,
+        metrics,
+        first_recheck_after=timedelta(seconds=settings.reconcile_after_seconds),
+        authorization_ttl=timedelta(seconds=settings.authorization_ttl_seconds),
+    )
+
+
 def build_services(
     settings: Settings,
     database: Database,
@@ -82,22 +106,16 @@ def build_services(
     metrics: Metrics,
     gateway: GatewayClient,
 ) -> Services:
-    idempotency = IdempotencyService(
-        redis,
-        max_hold_seconds=settings.gateway_timeout_seconds + IDEMPOTENCY_LOCK_MARGIN_SECONDS,
-    )
+    idempotency = _idempotency(settings, redis)
     cache = PaymentCache(redis)
     limits = DailyLimitService(settings, database)
     stats = StatsService(redis, database, limits)
-    settlement = SettlementService(
-        database,
-        limits,
-        cache,
-        stats,
-        metrics,
-        first_recheck_after=timedelta(seconds=settings.reconcile_after_seconds),
-    )
-    cancellations = CancelService(database, gateway, limits, cache, stats)
+    steps = PaymentSteps(database, limits, cache, stats)
+    settlement = _settlement(settings, database, steps, metrics)
+    reads = PaymentReadService(database, cache)
+    captures = CaptureService(database, gateway, idempotency, reads, steps, metrics)
+    voids = VoidService(database, gateway, steps, metrics)
+    cancellations = CancelService(database, gateway, limits, cache, stats, reads, voids)
     refund_settlement = RefundSettlement(database, cache)
     webhooks = create_webhook_client()
     credentials = Credentials(database)
@@ -117,16 +135,26 @@ def build_services(
         payments=PaymentService(
             settings, database, gateway, idempotency, limits, cache, settlement
         ),
-        payment_reads=PaymentReadService(database, cache),
+        payment_reads=reads,
         payment_history=PaymentHistoryService(database),
+        captures=captures,
+        voids=voids,
         cancellations=cancellations,
-        refunds=RefundService(database, gateway, idempotency, refund_settlement),
+        refunds=RefundService(database, gateway, idempotency, refund_settlement, reads),
         refund_settlement=refund_settlement,
         rate_limiter=RateLimiter(redis, settings.rate_limit_item),
         events=EventService(database),
         dispatcher=EventDispatcher(settings, database, redis, webhooks, metrics),
         reconciler=Reconciler(
-            settings, database, gateway, settlement, cancellations, refund_settlement, metrics
+            settings,
+            database,
+            gateway,
+            settlement,
+            cancellations,
+            refund_settlement,
+            captures,
+            voids,
+            metrics,
         ),
         webhooks=webhooks,
     )

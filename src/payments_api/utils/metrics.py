@@ -29,6 +29,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.authorizations = Counter(
+            "payment_authorizations_total",
+            "Manual-capture payments by step: authorized, captured, voided (by a cancel) and "
+            "expired (voided by the worker).",
+            ["outcome"],
+            registry=self.registry,
+        )
 
         self.events_delivered = Counter(
             "webhook_events_delivered_total",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Request, Response
 
 from payments_api.controllers import payments as controller
 from payments_api.controllers.cached_read import PAYMENTS_PREFIX, ROUTE_PATH
@@ -25,6 +25,7 @@ from payments_api.schemas.errors import JSON_BODY, error_responses
 from payments_api.schemas.payments import (
     CancelEnvelope,
     CancelRequest,
+    CaptureRequest,
     PaymentCreate,
     PaymentEnvelope,
     PaymentListEnvelope,
@@ -36,8 +37,15 @@ from payments_api.schemas.payments import (
 from payments_api.services.auth import UserInactive
 from payments_api.services.cancellations import (
     CancelGatewayUnavailable,
+    CancelNotAllowed,
     CancelNotConfirmed,
     PaymentNotCancellable,
+)
+from payments_api.services.captures import (
+    CaptureExceedsAuthorized,
+    CaptureGatewayUnavailable,
+    CaptureNotAllowed,
+    PaymentNotCapturable,
 )
 from payments_api.services.daily_limits import DailyLimitExceeded
 from payments_api.services.idempotency import (
@@ -46,14 +54,13 @@ from payments_api.services.idempotency import (
     IdempotencyStoreUnavailable,
 )
 from payments_api.services.merchants import MerchantNotFound
-from payments_api.services.payment_reads import PaymentNotFound
-from payments_api.services.payments import (
-    AmountTooLarge,
-    DuplicateOrderId,
+from payments_api.services.payment_failures import (
     PaymentDeclined,
     PaymentGatewayUnavailable,
     PaymentNotProcessed,
 )
+from payments_api.services.payment_reads import PaymentNotFound
+from payments_api.services.payments import AmountTooLarge, DuplicateOrderId
 from payments_api.services.refunds import (
     PaymentNotRefundable,
     RefundExceedsAvailable,
@@ -137,7 +144,7 @@ async def get_payment(
     responses=error_responses(
         *JSON_BODY,
         UnauthorizedError,
-        ForbiddenError,
+        CancelNotAllowed,
         PaymentNotFound,
         PaymentNotCancellable,
         CancelNotConfirmed,
@@ -145,9 +152,46 @@ async def get_payment(
     ),
 )
 async def cancel_payment(
-    payment_id: PaymentId, body: CancelRequest, user: CurrentUser, services: ServicesDep
+    payment_id: PaymentId, body: CancelRequest, caller: AnyCaller, services: ServicesDep
 ) -> CancelEnvelope:
-    return await controller.cancel(services, user, payment_id, body.reason)
+    """A completed payment by its user; an authorized one (a void) by its user, its merchant
+    or an admin."""
+    return await controller.cancel(services, caller, payment_id, body.reason)
+
+
+@router.post(
+    "/{paymentId}/capture",
+    response_model=PaymentEnvelope,
+    responses={
+        202: {"model": PaymentEnvelope, "description": "Capture not confirmed yet: poll it"},
+        **error_responses(
+            *JSON_BODY,
+            InvalidIdempotencyKey,
+            UnauthorizedError,
+            CaptureNotAllowed,
+            PaymentNotFound,
+            PaymentNotCapturable,
+            IdempotencyKeyInUse,
+            IdempotencyKeyReused,
+            CaptureExceedsAuthorized,
+            CaptureGatewayUnavailable,
+            IdempotencyStoreUnavailable,
+        ),
+    },
+    openapi_extra={"parameters": [idempotency_key_parameter(required=False)]},
+)
+async def capture_payment(
+    payment_id: PaymentId,
+    caller: AnyCaller,
+    services: ServicesDep,
+    response: Response,
+    body: Annotated[CaptureRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> PaymentEnvelope:
+    """Take all or part of an authorization: by the payment's merchant or an admin. Without a
+    body, all of it."""
+    amount = body.amount if body is not None else None
+    return await controller.capture(services, caller, payment_id, amount, idempotency_key, response)
 
 
 @router.post(
