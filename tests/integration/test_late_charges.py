@@ -255,3 +255,35 @@ async def test_the_sandbox_reverses_only_what_it_has_not_charged(
     assert too_late.status_code == 409
     assert json.loads(too_late.text)["status"] == "approved"
     assert sandbox_ledger(app).charges["pay_charged"].status == "approved"
+
+
+async def test_an_authorization_that_lands_after_its_payment_failed_is_voided(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    shop = await open_shop(client)
+    cut = GatewayCut(app)
+    cut.cut = True
+    response = await post_payment(
+        client,
+        shop.user,
+        payment_body(shop.merchant.merchant_id, 22_000, captureMethod="manual"),
+    )
+    assert response.status_code == 503, response.text
+    cut.restore()
+    payment_id = response.json()["payment"]["paymentId"]
+    landed = await sandbox_post(
+        app,
+        "/v1/charges",
+        {"paymentId": payment_id, "amount": 22_000, "currency": "KRW", "capture": False},
+    )
+    assert landed.status_code == 200, landed.text
+    assert sandbox_ledger(app).charges[payment_id].status == "authorized"
+
+    clock = Clock(await last_change(app, payment_id) + reconcile_after(app) + timedelta(seconds=1))
+    await reconciler_for(app, clock).run_once()
+
+    assert sandbox_ledger(app).charges[payment_id].status == "cancelled"
+    current = await read(client, shop.user.headers, payment_id)
+    assert (current["status"], current["failureCode"]) == ("failed", "GATEWAY_UNAVAILABLE")
+    assert (await stored_payment(app, payment_id))["lateChargeRefundedAt"] is not None
+    assert (await stats_of(client, shop.user))["todaySpent"] == 0

@@ -255,6 +255,32 @@ MUTANTS: tuple[Mutant, ...] = (
         replace="",
         tests=("tests/services/test_event_sequence.py",),
     ),
+    Mutant(
+        name="authorization-step-unguarded",
+        why="a capture, cancel or expiry begins its step on any authorized payment, not only "
+        "one no other step has begun on: a capture and a void both win",
+        path="models/authorization_steps.py",
+        find="""\
+        {**FREE, **(also or {})},
+""",
+        replace="""\
+        {**AUTHORIZED, **(also or {})},
+""",
+        tests=("tests/integration/test_capture_races.py",),
+    ),
+    Mutant(
+        name="capture-asked-again-with-a-new-id",
+        why="a capture asked again (after a lost answer) sends a new capture id, so the "
+        "gateway refuses it as a second capture and the money taken is never recorded",
+        path="services/captures.py",
+        find="""\
+            payment_id=payment.id, capture_id=step.step_id, amount=step.amount
+""",
+        replace="""\
+            payment_id=payment.id, capture_id=ids.new_id("cap"), amount=step.amount
+""",
+        tests=("tests/integration/test_authorization_reconciliation.py",),
+    ),
 )
 
 
