@@ -303,3 +303,64 @@ async def test_a_refund_works_end_to_end(
         "events",
         {"paymentId": payment["paymentId"], "type": EventType.PAYMENT_REFUNDED.value},
     )
+
+
+async def _authorize(
+    client: httpx.AsyncClient, user: RegisteredUser, merchant: CreatedMerchant, key: str
+) -> dict[str, Any]:
+    body = payment_body(merchant.merchant_id, APPROVED_AMOUNT, captureMethod="manual")
+    response = await post_payment(client, user, body, key)
+    assert response.status_code == 201, response.text
+    payment: dict[str, Any] = response.json()["payment"]
+    assert payment["status"] == "authorized"
+    return payment
+
+
+async def test_a_partial_capture_writes_its_ledger_record_event_and_hold_trim_together(
+    wire_client: httpx.AsyncClient, wire_services: Services
+) -> None:
+    user = await register_user(wire_client)
+    merchant = await create_merchant(wire_client)
+    payment = await _authorize(wire_client, user, merchant, "order-capture")
+
+    response = await wire_client.post(
+        f"/api/v1/payments/{payment['paymentId']}/capture",
+        json={"amount": 6_000},
+        headers=merchant.headers,
+    )
+
+    assert response.status_code == 200, response.text
+    database = wire_services.database
+    stored = await _one(database, "payments", {"_id": payment["paymentId"]})
+    assert (stored["status"], stored["capturedAmount"]) == ("completed", 6_000)
+    assert stored["authorizationStep"] is None
+    record = await _one(database, "transactions", {"paymentId": payment["paymentId"]})
+    assert (record["type"], record["amount"]) == ("payment", 6_000)
+    completed = await _one(
+        database, "events", {"paymentId": payment["paymentId"], "type": "payment.completed"}
+    )
+    assert completed["status"] != "draft"
+    spending = await _one(database, "daily_spending", {"userId": user.user_id})
+    assert spending["spent"] == 6_000
+
+
+async def test_a_void_gives_the_hold_back_and_writes_no_ledger_record(
+    wire_client: httpx.AsyncClient, wire_services: Services
+) -> None:
+    user = await register_user(wire_client)
+    merchant = await create_merchant(wire_client)
+    payment = await _authorize(wire_client, user, merchant, "order-void")
+
+    response = await wire_client.post(
+        f"/api/v1/payments/{payment['paymentId']}/cancel",
+        json={"reason": "Out of stock"},
+        headers=merchant.headers,
+    )
+
+    assert response.status_code == 200, response.text
+    database = wire_services.database
+    stored = await _one(database, "payments", {"_id": payment["paymentId"]})
+    assert (stored["status"], stored["capturedAmount"]) == ("cancelled", 0)
+    assert [d async for d in database["transactions"].find({"paymentId": stored["_id"]})] == []
+    spending = await _one(database, "daily_spending", {"userId": user.user_id})
+    assert spending["spent"] == 0
