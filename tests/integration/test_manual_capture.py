@@ -4,6 +4,7 @@ go at once), a cancel voids it, and the ledger, the events, the stats and the ga
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -34,6 +35,7 @@ from tests.fixtures.payments import (
     sandbox_ledger,
     stats_of,
 )
+from tests.fixtures.reconciliation import Clock, reconcile_after, reconciler_for
 from tests.fixtures.servers import free_port
 
 
@@ -122,8 +124,6 @@ async def test_a_declined_authorization_is_402_and_gives_its_hold_back(
 async def test_an_authorization_whose_answer_is_late_is_pending_then_authorized_by_reconciliation(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from tests.fixtures.reconciliation import Clock, reconcile_after, reconciler_for
-
     async with running(make_settings(gateway_timeout_seconds=0.3)) as (app, client):
         shop = await open_shop(client)
 
@@ -345,8 +345,6 @@ async def test_a_capture_after_the_authorization_expired_is_409(
 
 
 async def _wait_past(instant: str) -> None:
-    import asyncio
-
     for _ in range(50):
         if utcnow() > _instant(instant):
             return
@@ -493,3 +491,18 @@ async def test_metrics_count_authorizations_captures_and_voids(client: httpx.Asy
     assert 'payment_authorizations_total{outcome="authorized"} 2.0' in text
     assert 'payment_authorizations_total{outcome="captured"} 1.0' in text
     assert 'payment_authorizations_total{outcome="voided"} 1.0' in text
+
+
+async def test_the_histories_filter_authorized_payments(client: httpx.AsyncClient) -> None:
+    shop = await open_shop(client)
+    held = await authorize(client, shop.user, shop.merchant.merchant_id)
+    await pay(client, shop.user, shop.merchant.merchant_id)
+
+    mine = await client.get("/api/v1/payments?status=authorized", headers=shop.user.headers)
+    theirs = await client.get(
+        "/api/v1/merchants/me/payments?status=authorized", headers=shop.merchant.headers
+    )
+
+    for answer in (mine, theirs):
+        assert answer.status_code == 200, answer.text
+        assert [p["paymentId"] for p in answer.json()["payments"]] == [held["paymentId"]]
