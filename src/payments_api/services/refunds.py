@@ -13,12 +13,6 @@ from dataclasses import dataclass, field
 from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.database import Database
-from payments_api.errors import (
-    ConflictError,
-    ForbiddenError,
-    ServiceUnavailableError,
-    UnprocessableError,
-)
 from payments_api.models import payment as payment_store
 from payments_api.models import refund as refund_store
 from payments_api.models.payment import REFUNDABLE, Payment, PendingRefund
@@ -32,6 +26,12 @@ from payments_api.services.idempotency import (
     fingerprint,
 )
 from payments_api.services.payment_reads import PaymentNotFound, PaymentReadService
+from payments_api.services.refund_errors import (
+    PaymentNotRefundable,
+    RefundExceedsAvailable,
+    RefundGatewayUnavailable,
+    RefundNotAllowed,
+)
 from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
@@ -64,30 +64,6 @@ class KeyedRequest:
 
     scope: str
     fingerprint: str
-
-
-class PaymentNotRefundable(ConflictError):
-    code = "PAYMENT_NOT_REFUNDABLE"
-    message = "Only a completed or partially refunded payment can be refunded"
-
-
-class RefundExceedsAvailable(UnprocessableError):
-    code = "REFUND_EXCEEDS_AVAILABLE"
-    message = "The refund exceeds what is left to refund on this payment"
-    body_fields = ("availableAmount",)
-
-    def __init__(self, available_amount: int) -> None:
-        super().__init__(extra={"availableAmount": available_amount})
-        self.available_amount = available_amount
-
-
-class RefundNotAllowed(ForbiddenError):
-    message = "Only the merchant or an admin can refund a payment"
-
-
-class RefundGatewayUnavailable(ServiceUnavailableError):
-    code = "GATEWAY_UNAVAILABLE"
-    message = "The payment gateway could not be reached; nothing was refunded"
 
 
 class RefundService:

@@ -61,7 +61,7 @@ from payments_api.services.payment_failures import (
 )
 from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.payments import AmountTooLarge, DuplicateOrderId
-from payments_api.services.refunds import (
+from payments_api.services.refund_errors import (
     PaymentNotRefundable,
     RefundExceedsAvailable,
     RefundGatewayUnavailable,
