@@ -85,10 +85,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "racing refunds reserve more than the payment's amount",
         path="services/refunds.py",
         find="""\
-            {
-                "status": {"$in": REFUNDABLE},
-                "refundedAmount": {"$lte": payment.captured_amount - value},
-            },
+            {"status": {"$in": REFUNDABLE}, "refundedAmount": refunded},
 """,
         replace="""\
             {"status": {"$in": REFUNDABLE}},

@@ -33,3 +33,17 @@ class RefundNotAllowed(ForbiddenError):
 class RefundGatewayUnavailable(ServiceUnavailableError):
     code = "GATEWAY_UNAVAILABLE"
     message = "The payment gateway could not be reached; nothing was refunded"
+
+
+class AvailableAmountMismatch(ConflictError):
+    """What is left to refund is not the `expectedAvailableAmount` the request was sent with
+    (as KakaoPay's `cancel_available_amount`): nothing is refunded, so a blind retry of a refund
+    that went through cannot refund twice."""
+
+    code = "AVAILABLE_AMOUNT_MISMATCH"
+    message = "What is left to refund on this payment is not the expected available amount"
+    body_fields = ("availableAmount",)
+
+    def __init__(self, available_amount: int) -> None:
+        super().__init__(extra={"availableAmount": available_amount})
+        self.available_amount = available_amount
