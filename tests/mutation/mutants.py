@@ -97,6 +97,18 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        name="refund-guard-read-then-checked",
+        why="the reservation keeps only its `$lte` bound when an expectedAvailableAmount is "
+        "given: overlapping blind retries that all read the same amount left all refund",
+        path="services/refunds.py",
+        find="""\
+        if expected is not None:
+            refunded = payment.captured_amount - expected
+""",
+        replace="",
+        tests=("tests/integration/test_refund_guard.py",),
+    ),
+    Mutant(
         name="replay-charges-again",
         why="a replayed key sends its payment to the gateway again instead of answering "
         "with the stored result (trusting the gateway's idempotency)",
