@@ -320,6 +320,31 @@ async def test_payment_creation_names_each_error_code_under_its_status(
     assert codes(503) == {"GATEWAY_UNAVAILABLE", "PAYMENT_NOT_PROCESSED", "SERVICE_UNAVAILABLE"}
 
 
+async def test_a_refund_names_each_error_code_under_its_status(openapi: dict[str, Any]) -> None:
+    def codes(status: int) -> set[str]:
+        return declared_codes(openapi, "/api/v1/payments/{paymentId}/refund", "post", status)
+
+    assert codes(409) == {
+        "PAYMENT_NOT_REFUNDABLE",
+        "AVAILABLE_AMOUNT_MISMATCH",
+        "IDEMPOTENCY_KEY_IN_USE",
+    }
+    assert codes(422) == {"VALIDATION_ERROR", "IDEMPOTENCY_KEY_REUSED", "REFUND_EXCEEDS_AVAILABLE"}
+    request = resolve(
+        openapi,
+        openapi["paths"]["/api/v1/payments/{paymentId}/refund"]["post"]["requestBody"]["content"][
+            "application/json"
+        ]["schema"],
+    )
+    [guard] = [
+        option
+        for option in request["properties"]["expectedAvailableAmount"]["anyOf"]
+        if option.get("type") == "integer"
+    ]
+    assert (guard["minimum"], guard["maximum"]) == (0, 10**15)
+    assert "expectedAvailableAmount" not in request.get("required", [])
+
+
 async def test_an_error_code_declares_the_fields_its_body_carries(
     openapi: dict[str, Any],
 ) -> None:
@@ -336,6 +361,8 @@ async def test_an_error_code_declares_the_fields_its_body_carries(
     assert resolve(openapi, declined["properties"]["payment"])["title"] == "PaymentOut"
     assert bodies["REFUND_EXCEEDS_AVAILABLE"]["properties"]["availableAmount"]["type"] == "integer"
     assert "availableAmount" in bodies["REFUND_EXCEEDS_AVAILABLE"]["required"]
+    assert bodies["AVAILABLE_AMOUNT_MISMATCH"]["properties"]["availableAmount"]["type"] == "integer"
+    assert "availableAmount" in bodies["AVAILABLE_AMOUNT_MISMATCH"]["required"]
     assert "remainingToday" in bodies["DAILY_LIMIT_EXCEEDED"]["required"]
     assert "maxAmount" in bodies["AMOUNT_TOO_LARGE"]["required"]
     assert "details" in bodies["VALIDATION_ERROR"]["required"]

@@ -85,10 +85,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "racing refunds reserve more than the payment's amount",
         path="services/refunds.py",
         find="""\
-            {
-                "status": {"$in": REFUNDABLE},
-                "refundedAmount": {"$lte": payment.captured_amount - value},
-            },
+            {"status": {"$in": REFUNDABLE}, "refundedAmount": refunded},
 """,
         replace="""\
             {"status": {"$in": REFUNDABLE}},
@@ -98,6 +95,18 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/integration/test_races_across_apps.py",
             "tests/integration/test_refund.py",
         ),
+    ),
+    Mutant(
+        name="refund-guard-read-then-checked",
+        why="the reservation keeps only its `$lte` bound when an expectedAvailableAmount is "
+        "given: overlapping blind retries that all read the same amount left all refund",
+        path="services/refunds.py",
+        find="""\
+        if expected is not None:
+            refunded = payment.captured_amount - expected
+""",
+        replace="",
+        tests=("tests/integration/test_refund_guard.py",),
     ),
     Mutant(
         name="replay-charges-again",

@@ -44,7 +44,7 @@ from payments_api.services.merchants import MerchantNotFound
 from payments_api.services.payment_failures import PaymentDeclined, PaymentGatewayUnavailable
 from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.payments import AmountTooLarge, CreatedPayment, NewPayment
-from payments_api.services.refunds import RefundExceedsAvailable
+from payments_api.services.refund_errors import RefundExceedsAvailable
 from payments_api.services.registry import Services
 from payments_api.utils import ids
 from tests.services.conftest import (

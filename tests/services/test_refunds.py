@@ -25,13 +25,13 @@ from payments_api.services.idempotency import IdempotencyKeyReused
 from payments_api.services.payment_failures import PaymentDeclined
 from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.payments import NewPayment
-from payments_api.services.refunds import (
+from payments_api.services.refund_errors import (
     PaymentNotRefundable,
     RefundExceedsAvailable,
     RefundGatewayUnavailable,
     RefundNotAllowed,
-    RefundOutcome,
 )
+from payments_api.services.refunds import RefundOutcome
 from payments_api.services.registry import Services
 from payments_api.utils import ids
 from tests.services.conftest import (

@@ -181,6 +181,7 @@ async def refund(
         reason=body.reason,
         key=key,
         metadata=body.metadata,
+        expected_available=body.expected_available_amount,
     )
     if outcome.replayed:
         response.headers[REPLAYED_HEADER] = "true"

@@ -222,6 +222,13 @@ class RefundRequest(CamelModel):
     amount: Amount | None = None
     reason: Reason
     metadata: Metadata = Field(default_factory=dict)
+    expected_available_amount: Annotated[StrictInt, Field(ge=0, le=MAX_MONEY)] | None = Field(
+        default=None,
+        description="What the caller expects is left to refund (as KakaoPay's "
+        "`cancel_available_amount`), in the currency's minor unit: when it is not exactly "
+        "that, nothing is refunded (409 AVAILABLE_AMOUNT_MISMATCH with `availableAmount`), "
+        "so a retry without an Idempotency-Key cannot refund twice",
+    )
 
 
 class RefundOut(CamelModel):

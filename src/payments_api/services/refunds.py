@@ -9,16 +9,11 @@ reconciliation uses too. A refusal gives the reservation back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from payments_api.config.database import Database
-from payments_api.errors import (
-    ConflictError,
-    ForbiddenError,
-    ServiceUnavailableError,
-    UnprocessableError,
-)
 from payments_api.models import payment as payment_store
 from payments_api.models import refund as refund_store
 from payments_api.models.payment import REFUNDABLE, Payment, PendingRefund
@@ -32,6 +27,13 @@ from payments_api.services.idempotency import (
     fingerprint,
 )
 from payments_api.services.payment_reads import PaymentNotFound, PaymentReadService
+from payments_api.services.refund_errors import (
+    AvailableAmountMismatch,
+    PaymentNotRefundable,
+    RefundExceedsAvailable,
+    RefundGatewayUnavailable,
+    RefundNotAllowed,
+)
 from payments_api.services.refund_settlement import RefundSettlement
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
@@ -45,17 +47,28 @@ class RefundOutcome:
 
 @dataclass(frozen=True, slots=True)
 class RefundAsked:
-    """What a refund request asks for: `amount` None is all that is left."""
+    """What a refund request asks for: `amount` None is all that is left; `expected_available`,
+    when given, what the caller expects is left (else nothing is refunded)."""
 
     amount: int | None
     reason: str
     metadata: dict[str, str] = field(default_factory=dict)
+    expected_available: int | None = None
 
     def fingerprint(self, payment_id: str) -> str:
-        """The body's digest for its Idempotency-Key; `metadata` counts only when given, so
-        a body without it keeps the digest it had before it existed."""
-        body = {"paymentId": payment_id, "amount": self.amount, "reason": self.reason}
-        return fingerprint({**body, "metadata": self.metadata} if self.metadata else body)
+        """The body's digest for its Idempotency-Key; `metadata` and `expectedAvailableAmount`
+        count only when given, so a body without them keeps the digest it had before they
+        existed."""
+        body: dict[str, Any] = {
+            "paymentId": payment_id,
+            "amount": self.amount,
+            "reason": self.reason,
+        }
+        if self.metadata:
+            body["metadata"] = self.metadata
+        if self.expected_available is not None:
+            body["expectedAvailableAmount"] = self.expected_available
+        return fingerprint(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,30 +77,6 @@ class KeyedRequest:
 
     scope: str
     fingerprint: str
-
-
-class PaymentNotRefundable(ConflictError):
-    code = "PAYMENT_NOT_REFUNDABLE"
-    message = "Only a completed or partially refunded payment can be refunded"
-
-
-class RefundExceedsAvailable(UnprocessableError):
-    code = "REFUND_EXCEEDS_AVAILABLE"
-    message = "The refund exceeds what is left to refund on this payment"
-    body_fields = ("availableAmount",)
-
-    def __init__(self, available_amount: int) -> None:
-        super().__init__(extra={"availableAmount": available_amount})
-        self.available_amount = available_amount
-
-
-class RefundNotAllowed(ForbiddenError):
-    message = "Only the merchant or an admin can refund a payment"
-
-
-class RefundGatewayUnavailable(ServiceUnavailableError):
-    code = "GATEWAY_UNAVAILABLE"
-    message = "The payment gateway could not be reached; nothing was refunded"
 
 
 class RefundService:
@@ -117,8 +106,9 @@ class RefundService:
         reason: str,
         key: str | None,
         metadata: dict[str, str] | None = None,
+        expected_available: int | None = None,
     ) -> RefundOutcome:
-        asked = RefundAsked(amount, reason, metadata or {})
+        asked = RefundAsked(amount, reason, metadata or {}, expected_available)
         payment = await self.reads.get_for_payee(principal, payment_id, RefundNotAllowed())
         if key is None:
             return await self._refund(principal, payment, asked, None)
@@ -165,9 +155,12 @@ class RefundService:
                 return RefundOutcome(earlier, replayed=True)
         if payment.status not in REFUNDABLE:
             raise PaymentNotRefundable()
-        value = asked.amount if asked.amount is not None else payment.available_to_refund
-        if value <= 0 or value > payment.available_to_refund:
-            raise RefundExceedsAvailable(payment.available_to_refund)
+        available = payment.available_to_refund
+        if asked.expected_available not in (None, available):
+            raise AvailableAmountMismatch(available)
+        value = asked.amount if asked.amount is not None else available
+        if value <= 0 or value > available:
+            raise RefundExceedsAvailable(available)
         refund = self._new_refund(principal, payment, value, asked, keyed)
         try:
             await refund_store.insert(self.db, refund)
@@ -177,7 +170,7 @@ class RefundService:
             if existing is None:
                 raise
             return RefundOutcome(existing, replayed=True)
-        reserved = await self._reserve(payment, refund)
+        reserved = await self._reserve(payment, refund, asked.expected_available)
         return RefundOutcome(await self._ask_gateway(reserved, refund))
 
     @staticmethod
@@ -205,17 +198,20 @@ class RefundService:
             updated_at=now,
         )
 
-    async def _reserve(self, payment: Payment, refund: Refund) -> Payment:
+    async def _reserve(self, payment: Payment, refund: Refund, expected: int | None) -> Payment:
         """The refund's amount reserved on the payment by one guarded update, or (the payment
-        moved meanwhile) the refund deleted and the refusal that now applies."""
+        moved meanwhile) the refund deleted and the refusal that now applies. With `expected`
+        the guard is that exactly that much is still left, which implies the bound (the
+        refund's amount was checked against it): a read-then-check alone would let racing
+        retries of one body all pass."""
         value = refund.amount
+        refunded: int | dict[str, int] = {"$lte": payment.captured_amount - value}
+        if expected is not None:
+            refunded = payment.captured_amount - expected
         reserved = await payment_store.update_where(
             self.db,
             payment.id,
-            {
-                "status": {"$in": REFUNDABLE},
-                "refundedAmount": {"$lte": payment.captured_amount - value},
-            },
+            {"status": {"$in": REFUNDABLE}, "refundedAmount": refunded},
             {
                 "$inc": {"refundedAmount": value},
                 "$push": {
@@ -230,6 +226,8 @@ class RefundService:
         current = await payment_store.find_by_id(self.db, payment.id)
         if current is None or current.status not in REFUNDABLE:
             raise PaymentNotRefundable()
+        if expected is not None:
+            raise AvailableAmountMismatch(current.available_to_refund)
         raise RefundExceedsAvailable(current.available_to_refund)
 
     async def _ask_gateway(self, reserved: Payment, refund: Refund) -> Refund:

@@ -61,7 +61,8 @@ from payments_api.services.payment_failures import (
 )
 from payments_api.services.payment_reads import PaymentNotFound
 from payments_api.services.payments import AmountTooLarge, DuplicateOrderId
-from payments_api.services.refunds import (
+from payments_api.services.refund_errors import (
+    AvailableAmountMismatch,
     PaymentNotRefundable,
     RefundExceedsAvailable,
     RefundGatewayUnavailable,
@@ -206,6 +207,7 @@ async def capture_payment(
             RefundNotAllowed,
             PaymentNotFound,
             PaymentNotRefundable,
+            AvailableAmountMismatch,
             IdempotencyKeyInUse,
             IdempotencyKeyReused,
             RefundExceedsAvailable,
