@@ -1,6 +1,7 @@
 """The relay itself, in front of a small echo server: it passes bytes through, refuses new
 connections and closes open ones when cut (and listens again when restored), holds or delays
-what clients send, delivers what a client sent before it went away, and stops cleanly."""
+what clients send, holds upstream's answers while passing requests on, delivers what a client
+sent before it went away, and stops cleanly."""
 
 from __future__ import annotations
 
@@ -119,6 +120,38 @@ def test_hold_delivers_nothing_until_release(relay: Relay, echo: Echo) -> None:
         relay.release()
         assert receive(sock, 4) == b"held"
     assert echo.got() == b"held"
+
+
+def test_hold_answers_passes_requests_on_but_no_answer_back_until_passthrough(
+    relay: Relay, echo: Echo
+) -> None:
+    relay.hold_answers()
+    with connect(relay) as sock:
+        sock.sendall(b"acted on")
+        assert eventually(lambda: echo.got() == b"acted on", timeout=10)  # upstream has it
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # ... and its answer waits at the relay
+            sock.recv(8)
+        sock.settimeout(10)
+        relay.passthrough()
+        assert receive(sock, 8) == b"acted on"
+
+
+def test_answers_held_for_a_cut_link_are_dropped_and_the_relay_serves_again(
+    relay: Relay, echo: Echo
+) -> None:
+    relay.hold_answers()
+    with connect(relay) as sock:
+        sock.sendall(b"lost")
+        assert eventually(lambda: echo.got() == b"lost", timeout=10)
+        relay.cut()
+        assert closed_by_peer(sock)  # the answer never came
+    assert eventually(lambda: relay.open_links == 0, timeout=10)
+    relay.restore()
+    relay.passthrough()
+    with connect(relay) as sock:
+        sock.sendall(b"again")
+        assert receive(sock, 5) == b"again"
 
 
 def test_slow_delays_what_clients_send_by_at_least_its_delay(relay: Relay, echo: Echo) -> None:

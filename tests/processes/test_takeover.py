@@ -41,8 +41,9 @@ def threads() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
 
 
 def utc(value: datetime | str) -> datetime:
-    """A stored time as an aware datetime. nx-27017 gives back a datetime written by `$set`
-    as a string ("2026-12-01 20:00:07.040000", UTC), though it compares it correctly."""
+    """A stored time as an aware datetime. nx-27017 gives datetimes back naive (UTC), and one
+    written by `$set` as a string ("2026-12-01 20:00:07.040000") unless tests/fixtures/nx_compat.py
+    runs it."""
     parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
