@@ -11,7 +11,6 @@ from fastapi import FastAPI
 
 from payments_api.utils.clock import utcnow
 from tests.fixtures.payments import (
-    Shop,
     assert_money_agrees,
     authorize,
     cancel,
@@ -23,18 +22,13 @@ from tests.fixtures.payments import (
     read,
     sandbox_charge,
     sandbox_ledger,
-    stats_of,
+    today_spent,
 )
 from tests.fixtures.reconciliation import Clock, reconcile_after, reconciler_for, stored_payment
 
 
 def later(app: FastAPI, by: timedelta) -> Clock:
     return Clock(utcnow() + by)
-
-
-async def today_spent(client: httpx.AsyncClient, shop: Shop) -> int:
-    spent: int = (await stats_of(client, shop.user))["todaySpent"]
-    return spent
 
 
 async def test_a_capture_whose_answer_was_lost_is_202_then_settled_once_by_reconciliation(

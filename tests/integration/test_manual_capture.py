@@ -17,7 +17,6 @@ from payments_api.utils.clock import utcnow
 from tests.fixtures.apps import running
 from tests.fixtures.factories import create_merchant
 from tests.fixtures.payments import (
-    Shop,
     assert_money_agrees,
     authorize,
     cancel,
@@ -34,6 +33,7 @@ from tests.fixtures.payments import (
     sandbox_charge,
     sandbox_ledger,
     stats_of,
+    today_spent,
 )
 from tests.fixtures.reconciliation import Clock, reconcile_after, reconciler_for
 from tests.fixtures.servers import free_port
@@ -41,11 +41,6 @@ from tests.fixtures.servers import free_port
 
 def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-async def today_spent(client: httpx.AsyncClient, shop: Shop) -> int:
-    spent: int = (await stats_of(client, shop.user))["todaySpent"]
-    return spent
 
 
 async def event_types(app: FastAPI, payment_id: str) -> list[tuple[int, str, str]]:

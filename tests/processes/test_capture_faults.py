@@ -13,14 +13,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.processes import ProcessStack, Shop, open_shop, pay, wait_until
+from tests.fixtures.processes import (
+    SETTLE_SECONDS,
+    ProcessStack,
+    Shop,
+    open_shop,
+    pay,
+    sandbox_stats,
+    wait_for_charge,
+    wait_until,
+)
 
 RECONCILE_AFTER_SECONDS = 2
 WAITING_API_TIMEOUT_SECONDS = 60
 """GATEWAY_TIMEOUT_SECONDS of the API process whose gateway answer is held (the most the settings
 allow): it must still be waiting when the test kills it or cuts its connection."""
-SETTLE_SECONDS = 60.0
-"""The generous bound on seeing the worker do its part (a loaded 2-core machine)."""
 
 
 @pytest.fixture
@@ -69,20 +76,6 @@ def ledger_of(stack: ProcessStack, payment_id: str) -> list[tuple[str, int]]:
     """(type, amount) of every ledger record of the payment, in the stack's database."""
     records = stack.db()["transactions"].find({"paymentId": payment_id})
     return sorted((record["type"], record["amount"]) for record in records)
-
-
-def sandbox_stats(stack: ProcessStack) -> dict[str, int]:
-    stats: dict[str, int] = httpx.get(f"{stack.sandbox.url}/v1/stats", timeout=10).json()
-    return stats
-
-
-def wait_for_charge(stack: ProcessStack, payment_id: str, status: str) -> None:
-    wait_until(
-        lambda: (stack.sandbox.charge(payment_id) or {}).get("status") == status,
-        timeout=SETTLE_SECONDS,
-        what=f"the gateway to hold {payment_id} as {status}",
-        context=stack.tails,
-    )
 
 
 def wait_for_status(

@@ -16,12 +16,15 @@ import pytest
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.fixtures.processes import (
+    SETTLE_SECONDS,
     ProcessStack,
     Shop,
     eventually,
     new_key,
     open_shop,
     pay,
+    sandbox_stats,
+    wait_for_charge,
     wait_until,
 )
 from tests.fixtures.serve_process import serve_process
@@ -30,8 +33,6 @@ TIMEOUT_SECONDS = 1
 RECONCILE_AFTER_SECONDS = 2
 HELD_BY_SANDBOX_SECONDS = TIMEOUT_SECONDS + RECONCILE_AFTER_SECONDS + 3
 """How long the sandbox holds a `…409` charge request before it would charge."""
-SETTLE_SECONDS = 60.0
-"""The generous bound on seeing the worker do its part (a loaded 2-core machine)."""
 
 
 @pytest.fixture
@@ -59,20 +60,6 @@ def event_types(http: httpx.Client, shop: Shop, payment_id: str) -> list[str]:
     response = http.get("/api/v1/events", params={"paymentId": payment_id}, headers=shop.admin)
     assert response.status_code == 200, response.text
     return [event["type"] for event in response.json()["events"]]
-
-
-def sandbox_stats(stack: ProcessStack) -> dict[str, int]:
-    stats: dict[str, int] = httpx.get(f"{stack.sandbox.url}/v1/stats", timeout=10).json()
-    return stats
-
-
-def wait_for_charge(stack: ProcessStack, payment_id: str, status: str) -> None:
-    wait_until(
-        lambda: (stack.sandbox.charge(payment_id) or {}).get("status") == status,
-        timeout=SETTLE_SECONDS,
-        what=f"the gateway to hold {payment_id} as {status}",
-        context=stack.tails,
-    )
 
 
 def test_a_charge_request_that_arrives_late_is_refused_and_the_payment_fails_not_charged(
