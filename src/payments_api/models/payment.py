@@ -20,7 +20,7 @@ COLLECTION = "payments"
 
 REFUNDABLE = [PaymentStatus.COMPLETED.value, PaymentStatus.PARTIALLY_REFUNDED.value]
 
-CHARGED = frozenset(
+COMPLETED_OR_LATER = frozenset(
     {
         PaymentStatus.COMPLETED,
         PaymentStatus.PARTIALLY_REFUNDED,
@@ -28,8 +28,9 @@ CHARGED = frozenset(
         PaymentStatus.CANCELLED,
     }
 )
-"""Where a payment stored before `capturedAmount` existed (always an automatic one) had been
-charged its whole amount."""
+"""Statuses a payment reaches only after a completion won (but a void's `cancelled`, which
+captured nothing). A payment stored before `capturedAmount` existed (always an automatic one)
+in one of them had been charged its whole amount."""
 
 CANCEL_REFERENCE = "cancel"
 """The `refundId` a cancel's reservation of the whole amount is listed under in
@@ -108,7 +109,7 @@ class Payment(Document):
         """A payment stored before `capturedAmount` existed had captured its amount if it
         was ever charged (there were only automatic payments then)."""
         if isinstance(raw, dict) and "capturedAmount" not in raw and "captured_amount" not in raw:
-            charged = raw.get("status") in CHARGED
+            charged = raw.get("status") in COMPLETED_OR_LATER
             return {**raw, "capturedAmount": raw.get("amount", 0) if charged else 0}
         return raw
 

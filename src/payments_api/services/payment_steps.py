@@ -30,7 +30,7 @@ from payments_api.models import payment as payment_store
 from payments_api.models import user as user_store
 from payments_api.models.event import Event
 from payments_api.models.ledger import LedgerType
-from payments_api.models.payment import Payment, Transition
+from payments_api.models.payment import COMPLETED_OR_LATER, Payment, Transition
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import payment_event
 from payments_api.services.payment_cache import PaymentCache
@@ -38,17 +38,6 @@ from payments_api.services.stats import StatsService
 from payments_api.utils.logger import get_logger
 
 logger = get_logger("payment-steps")
-
-COMPLETED_OR_LATER = frozenset(
-    {
-        PaymentStatus.COMPLETED,
-        PaymentStatus.PARTIALLY_REFUNDED,
-        PaymentStatus.REFUNDED,
-        PaymentStatus.CANCELLED,
-    }
-)
-"""Statuses a payment can reach only after a completion won (a void's `cancelled` aside: it
-captured nothing)."""
 
 OUTCOME_OF_EVENT = {
     EventType.PAYMENT_AUTHORIZED: PaymentStatus.AUTHORIZED,
