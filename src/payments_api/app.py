@@ -18,15 +18,11 @@ from payments_api.controllers.cached_read import read_prefetch_key
 from payments_api.errors import StartupError
 from payments_api.middleware.body_limit import BodyLimitMiddleware
 from payments_api.middleware.compression import CompressionMiddleware
-from payments_api.middleware.cors import CORSMiddleware
-from payments_api.middleware.errors import UnhandledErrorMiddleware, register_error_handlers
-from payments_api.middleware.headers import RequestHeadersMiddleware
-from payments_api.middleware.logging import AccessLogMiddleware
+from payments_api.middleware.edge import EdgeMiddleware
+from payments_api.middleware.errors import register_error_handlers
 from payments_api.middleware.methods import HeadAsGetMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
-from payments_api.middleware.request_context import RequestContextMiddleware
-from payments_api.middleware.security_headers import SecurityHeadersMiddleware
 from payments_api.routes import health, openapi
 from payments_api.routes.api import v1
 from payments_api.sandbox_gateway.app import create_sandbox_app
@@ -106,20 +102,20 @@ def _lifespan(settings: Settings, metrics: Metrics, *, run_worker: bool) -> Life
 
 def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
     """The ASGI middleware stack, outermost first: the order a request passes through them.
-    Each one wraps those after it (the request id and the access log, outermost, see every
-    answer, the rate limiter's and the body limit's included), so the order is behaviour."""
+    Each one wraps those after it (the edge, outermost, sees every answer, the rate limiter's
+    and the body limit's included), so the order is behaviour."""
     return [
-        Middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies),
-        Middleware(AccessLogMiddleware, metrics=metrics),
-        Middleware(SecurityHeadersMiddleware),
+        Middleware(
+            EdgeMiddleware,
+            metrics=metrics,
+            allowed_origins=settings.allowed_origins,
+            trusted_proxies=settings.trusted_proxies,
+        ),
         Middleware(HeadAsGetMiddleware),
-        Middleware(RequestHeadersMiddleware),
-        Middleware(CORSMiddleware, allowed_origins=settings.allowed_origins),
         Middleware(CompressionMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         Middleware(RateLimitMiddleware, item=settings.rate_limit_item, prefetch=read_prefetch_key),
         Middleware(CachedPaymentReadMiddleware),
-        Middleware(UnhandledErrorMiddleware),
     ]
 
 

@@ -13,14 +13,8 @@ import jwt
 import pytest
 import structlog
 
-from payments_api.utils.logger import (
-    REDACTED,
-    JSONLineHandler,
-    configure_logging,
-    redact,
-    scrub_text,
-    stdlib_log_config,
-)
+from payments_api.utils.logger import JSONLineHandler, configure_logging, stdlib_log_config
+from payments_api.utils.redaction import REDACTED, redact, scrub_text
 from tests.conftest import ADMIN_PASSWORD
 from tests.fixtures.apps import LogCapture
 from tests.fixtures.factories import create_merchant, register_user
@@ -270,3 +264,40 @@ def test_the_uvicorn_log_config_keeps_its_access_log_off() -> None:
     access = config["loggers"]["uvicorn.access"]
     assert access["handlers"] == []
     assert access["propagate"] is False
+
+
+# --- the access line, built without the processor chain -------------------------------------
+
+
+async def test_access_line_masks_what_the_client_sent(
+    logs: LogCapture, client: httpx.AsyncClient
+) -> None:
+    """Path, user agent and request id are the client's words: redacted like any field."""
+    token = jwt.encode({"sub": "usr_x", "exp": 4102444800}, "k" * 32, algorithm="HS256")
+    response = await client.get(
+        f"/api/v1/payments/{CARD}",
+        headers={
+            "User-Agent": f"probe/1.0 Bearer {token}",
+            "X-Request-ID": f"order-{CARD}",
+        },
+    )
+    assert response.headers["x-request-id"] == f"order-{CARD}"  # the client's own, echoed
+    [line] = [record for record in logs.records if record["message"] == "request completed"]
+    assert line["path"] == f"/api/v1/payments/{MASKED_CARD}"
+    assert line["userAgent"] == f"probe/1.0 Bearer {REDACTED}"
+    assert line["requestId"] == f"order-{MASKED_CARD}"
+    assert CARD not in logs.text
+    assert token not in logs.text
+
+
+async def test_access_line_follows_the_log_level(client: httpx.AsyncClient) -> None:
+    stream = io.StringIO()
+    configure_logging("warning", "test", stream=stream)
+    try:
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/no/such/route")).status_code == 404
+    finally:
+        configure_logging("info", "test")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["message"] == "request completed"]
+    assert [(line["path"], line["level"]) for line in access] == [("/no/such/route", "warning")]

@@ -1,5 +1,7 @@
 """413 for bodies over `MAX_BODY_BYTES`: at once from `Content-Length`, or as soon as a
-chunked body passes the limit, before the rest is read."""
+chunked body passes the limit, before the rest is read. Only a body of no declared length is
+counted (and `receive` and `send` wrapped): the server delivers no more of a body than its
+`Content-Length`, and a GET without either header has none."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from payments_api.errors import PayloadTooLarge
 from payments_api.middleware.errors import send_error
 
+_NO_BODY = frozenset({"GET", "HEAD"})
+"""Methods whose request, without `Content-Length` or `Transfer-Encoding`, has no body."""
 _MESSAGE = "The request body exceeds the limit of {limit} bytes"
 
 
@@ -20,13 +24,25 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length: bytes | None = None
+        chunked = False
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > self.max_bytes:
-                    await self._reject(scope, send)
-                    return
-                break
+            if name == b"content-length" and length is None:
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        declared = length is not None and length.isdigit()
+        if declared and int(length or b"0") > self.max_bytes:
+            await self._reject(scope, send)
+            return
+        if not chunked and (declared or scope["method"] in _NO_BODY):
+            # A body of a declared length, which the server delivers no more of, or none.
+            await self.app(scope, receive, send)
+            return
+        await self._limited(scope, receive, send)
 
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A body of no declared length, counted as it arrives."""
         received = 0
         rejected = False
         response_started = False

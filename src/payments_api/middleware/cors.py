@@ -1,12 +1,15 @@
 """CORS for the origins in `ALLOWED_ORIGINS`: the origin echoed with credentials allowed; any
-other origin gets no `Access-Control-Allow-Origin` (and a 403 on preflight)."""
+other origin gets no `Access-Control-Allow-Origin` (and a 403 on preflight). The edge asks this
+policy what to add to an answer and lets it answer a preflight."""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from payments_api.errors import ForbiddenError
 from payments_api.middleware.errors import send_error
+
+Headers = list[tuple[bytes, bytes]]
 
 ALLOWED_METHODS = b"GET, POST, PUT, DELETE, PATCH"
 ALLOWED_HEADERS = b"Content-Type, Authorization, X-Requested-With, Idempotency-Key"
@@ -15,54 +18,29 @@ EXPOSED_HEADERS = (
     b"RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 )
 PREFLIGHT_MAX_AGE = b"600"
+_VARY = (b"vary", b"Origin")
+_OTHER_ORIGIN: Headers = [_VARY]
 
 
-class CORSMiddleware:
-    def __init__(self, app: ASGIApp, allowed_origins: list[str]) -> None:
-        self.app = app
+class CorsPolicy:
+    def __init__(self, allowed_origins: list[str]) -> None:
         self.allowed = frozenset(origin.rstrip("/").encode("latin-1") for origin in allowed_origins)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        origin = b""
-        preflight = False
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value
-            elif name == b"access-control-request-method":
-                preflight = scope["method"] == "OPTIONS"
-        if not origin:
-            await self.app(scope, receive, send)
-            return
-        allowed = origin in self.allowed
-        if preflight:
-            await self._preflight(scope, send, origin, allowed)
-            return
+    def headers_for(self, origin: bytes) -> Headers:
+        """What an answer to a request from `origin` (not a preflight) carries."""
+        if origin not in self.allowed:
+            return _OTHER_ORIGIN
+        return [
+            _VARY,
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-expose-headers", EXPOSED_HEADERS),
+        ]
 
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (b"vary", b"Origin")]
-                if allowed:
-                    headers += [
-                        (b"access-control-allow-origin", origin),
-                        (b"access-control-allow-credentials", b"true"),
-                        (b"access-control-expose-headers", EXPOSED_HEADERS),
-                    ]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
-
-    @staticmethod
-    async def _preflight(scope: Scope, send: Send, origin: bytes, allowed: bool) -> None:
-        if not allowed:
+    async def preflight(self, scope: Scope, send: Send, origin: bytes) -> None:
+        if origin not in self.allowed:
             await send_error(
-                scope,
-                send,
-                ForbiddenError(message="This origin is not allowed"),
-                headers=[(b"vary", b"Origin")],
+                scope, send, ForbiddenError(message="This origin is not allowed"), headers=[_VARY]
             )
             return
         await send(
@@ -75,7 +53,7 @@ class CORSMiddleware:
                     (b"access-control-allow-methods", ALLOWED_METHODS),
                     (b"access-control-allow-headers", ALLOWED_HEADERS),
                     (b"access-control-max-age", PREFLIGHT_MAX_AGE),
-                    (b"vary", b"Origin"),
+                    _VARY,
                 ],
             }
         )

@@ -2,7 +2,7 @@
 `{"error": "CODE", "message": "…", "requestId": "…", …}`.
 
 `AppError`, FastAPI's validation errors and Starlette's routing errors are handled as
-exception handlers; anything else is caught by `UnhandledErrorMiddleware`, logged with its
+exception handlers; anything else is caught at the edge (`middleware/edge.py`), logged with its
 traceback and answered as a bare 500 `INTERNAL_ERROR`, so no internal detail reaches a client.
 """
 
@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from payments_api.errors import AppError, InvalidJson
 from payments_api.middleware.methods import allowed_methods
@@ -162,28 +162,6 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
 
 
-class UnhandledErrorMiddleware:
-    """The innermost middleware: an exception nobody handled becomes a logged 500."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            logger.exception("unhandled error", method=scope["method"], path=scope["path"])
-            if started:
-                raise
-            await send_error(scope, send, AppError())
+def log_unhandled(scope: Scope) -> None:
+    """An exception nobody handled, with its traceback (the edge answers it as a bare 500)."""
+    logger.exception("unhandled error", method=scope["method"], path=scope["path"])

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from payments_api.middleware.request_context import request_state
-from payments_api.utils.logger import get_logger
+from payments_api.utils.logger import log_request
 from payments_api.utils.metrics import Metrics
-
-logger = get_logger("http")
 
 UNMATCHED_ROUTE = "<unmatched>"
 
@@ -37,56 +34,27 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+class AccessLog:
+    """What the edge records of each request once it is answered: its metrics observation
+    and its access line (warning for a 4xx, error for a 5xx)."""
+
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def capture_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture_status)
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.observe_request(scope["method"], route_template(scope), status, elapsed)
-            self._log(scope, status, elapsed)
-
-    @staticmethod
-    def _log(scope: Scope, status: int, elapsed: float) -> None:
+    def record(self, scope: Scope, status: int, elapsed: float, user_agent: bytes) -> None:
+        self.metrics.observe_request(scope["method"], route_template(scope), status, elapsed)
         state = request_state(scope)
         fields: dict[str, Any] = {
+            "requestId": state.get("request_id", ""),
             "method": scope["method"],
             "path": scope["path"],
             "statusCode": status,
             "durationMs": round(elapsed * 1000, 2),
-            "userAgent": _header(scope, b"user-agent"),
+            "userAgent": user_agent.decode("latin-1"),
             "ip": client_ip(scope),
         }
         for key in ("userId", "merchantId"):
             value = state.get(key)
             if value:
                 fields[key] = value
-        if status >= 500:
-            logger.error("request completed", **fields)
-        elif status >= 400:
-            logger.warning("request completed", **fields)
-        else:
-            logger.info("request completed", **fields)
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return ""
+        log_request("error" if status >= 500 else "warning" if status >= 400 else "info", fields)

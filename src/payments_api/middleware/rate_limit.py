@@ -19,11 +19,11 @@ from typing import Any
 
 from limits import RateLimitItem
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payments_api.errors import AppError, TooManyRequests
 from payments_api.middleware.errors import send_error
-from payments_api.middleware.request_context import request_state
+from payments_api.middleware.request_context import add_response_headers, request_state
 from payments_api.utils.logger import get_logger, log_security_event
 
 logger = get_logger("rate-limit")
@@ -76,13 +76,8 @@ class RateLimitMiddleware:
                 headers=[*headers, (b"retry-after", str(reset_in).encode())],
             )
             return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        add_response_headers(scope, headers)
+        await self.app(scope, receive, send)
 
     @staticmethod
     async def _identify(scope: Scope, services: Any) -> str:

@@ -1,6 +1,8 @@
 """Request context: the request id (the client's `X-Request-ID` when it is sane, else a new
-one; echoed on the response and bound to the log context) and the client IP (from
-`X-Forwarded-For` only when the peer is a trusted proxy)."""
+one; echoed on the response and bound to the log context), the client IP (from
+`X-Forwarded-For` only when the peer is a trusted proxy), and the per-request state in which
+the layers after the edge leave what the edge needs at the end (headers to add to the answer,
+who the caller was, the route's template)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import ipaddress
 from collections.abc import Sequence
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from payments_api.config.constants import HEADER_WHITESPACE, REQUEST_ID_MAX_LENGTH
+from payments_api.config.constants import REQUEST_ID_MAX_LENGTH
 from payments_api.utils.ids import ulid
+
+RESPONSE_HEADERS = "response_headers"
+"""The state key under which a layer leaves headers for the edge to add to the answer."""
 
 
 def _sane(raw: bytes) -> bool:
@@ -47,42 +52,33 @@ def resolve_client_ip(peer: str, forwarded_for: str | None, trusted: Sequence[Ip
     return hops[0] if hops else peer
 
 
-class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[IpNetwork] = ()) -> None:
-        self.app = app
-        self.trusted = list(trusted_proxies)
+def add_response_headers(scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Headers the edge adds to this request's answer, whoever sends it."""
+    state = request_state(scope)
+    added = state.get(RESPONSE_HEADERS)
+    state[RESPONSE_HEADERS] = [*added, *headers] if isinstance(added, list) else list(headers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = ""
-        forwarded_for = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                value = value.strip(HEADER_WHITESPACE)  # it runs before RequestHeadersMiddleware
-                if not request_id and _sane(value):
-                    request_id = value.decode("ascii")
-            elif name == b"x-forwarded-for":
-                forwarded_for = value.decode("latin-1")
-        if not request_id:
-            request_id = ulid()
-        client = scope.get("client")
-        peer = str(client[0]) if client else ""
-        client_ip = resolve_client_ip(peer, forwarded_for, self.trusted) if self.trusted else peer
-        # A fresh dict per request: some servers hand every request the same lifespan state.
-        scope["state"] = {
-            **scope.get("state", {}),
-            "request_id": request_id,
-            "client_ip": client_ip,
-        }
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(requestId=request_id)
-        header = (b"x-request-id", request_id.encode("ascii"))
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
+def response_headers(state: dict[str, object]) -> list[tuple[bytes, bytes]]:
+    """The headers layers inside the edge left for this request's answer."""
+    added = state.get(RESPONSE_HEADERS)
+    return added if isinstance(added, list) else []
 
-        await self.app(scope, receive, send_with_id)
+
+def start_request(
+    scope: Scope, request_ids: Sequence[bytes], forwarded_for: bytes, trusted: Sequence[IpNetwork]
+) -> tuple[str, dict[str, object]]:
+    """The request's id (the first sane `X-Request-ID`, else a new one) and its fresh state,
+    put on the scope and bound to the log context."""
+    request_id = next((raw.decode("ascii") for raw in request_ids if _sane(raw)), "") or ulid()
+    client = scope.get("client")
+    peer = str(client[0]) if client else ""
+    client_ip = peer
+    if trusted and forwarded_for:
+        client_ip = resolve_client_ip(peer, forwarded_for.decode("latin-1"), trusted)
+    # A fresh dict per request: some servers hand every request the same lifespan state.
+    state = {**scope.get("state", {}), "request_id": request_id, "client_ip": client_ip}
+    scope["state"] = state
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(requestId=request_id)
+    return request_id, state

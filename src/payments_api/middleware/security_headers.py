@@ -3,7 +3,7 @@ that lets Swagger UI load its script and styles."""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+Headers = list[tuple[bytes, bytes]]
 
 API_CSP = (
     "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; "
@@ -33,22 +33,14 @@ _DOCS_HEADERS = [*_COMMON, (b"content-security-policy", DOCS_CSP.encode())]
 _NAMING_SOFTWARE = frozenset({b"server", b"x-powered-by"})
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def security_headers(path: str) -> Headers:
+    """The headers every answer to `path` carries (computed once per process)."""
+    return _DOCS_HEADERS if path in DOCS_PATHS else API_HEADERS
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = _DOCS_HEADERS if scope["path"] in DOCS_PATHS else API_HEADERS
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    pair for pair in message.get("headers", []) if pair[0] not in _NAMING_SOFTWARE
-                ]
-                message["headers"] = headers + extra
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def without_naming_software(headers: Headers) -> Headers:
+    """`headers` less any that names the software (the same list when there is none)."""
+    for name, _ in headers:
+        if name in _NAMING_SOFTWARE:
+            return [pair for pair in headers if pair[0] not in _NAMING_SOFTWARE]
+    return headers

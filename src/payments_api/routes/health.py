@@ -17,10 +17,11 @@ from payments_api.middleware.auth import ServicesDep
 from payments_api.schemas.common import CamelModel
 from payments_api.utils.clock import iso_utc, utcnow
 from payments_api.utils.logger import get_logger
-from payments_api.utils.memory import memory_usage
+from payments_api.utils.memory import MemorySample
 
 router = APIRouter(tags=["operations"])
 logger = get_logger("health")
+_memory = MemorySample()
 
 CheckResult = Literal["ok", "error", "timeout"]
 
@@ -46,7 +47,7 @@ class Readiness(CamelModel):
 @router.get("/health", response_model=Health)
 async def health(request: Request) -> Health:
     started: float = request.app.state.started_at
-    rss, max_rss = memory_usage()
+    rss, max_rss = _memory.current()
     return Health(
         timestamp=iso_utc(utcnow()),
         uptime=round(time.monotonic() - started, 3),

@@ -1,128 +1,30 @@
 """The one logger: structlog, one JSON object per line on standard output.
 
-Redaction is a processor, so no call site can forget it: sensitive keys are replaced,
-credentials and card-number-like digit runs inside strings are masked, and CR/LF are stripped
-from every string so a user-supplied value cannot forge a log line.
+Redaction (`utils/redaction.py`) is a processor, so no call site can forget it. Records of the
+standard library's `logging` — uvicorn's own loggers, asyncio's, Python's warnings — become the
+same lines through the same processors (`stdlib_log_config`, which `serve` hands uvicorn, so
+every server process applies it, `--workers` ones included).
 
-Records of the standard library's `logging` — uvicorn's own loggers, asyncio's, Python's
-warnings — become the same lines through the same processors (`stdlib_log_config`, which
-`serve` hands uvicorn, so every server process applies it, `--workers` ones included).
+The access line, one per request, is the exception to the processor chain: `log_request`
+builds it directly — the same fields every line has, the same redaction of every field, the
+same writer and level — because the chain's generic steps were a tenth of a cached read.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import re
 import sys
-from collections.abc import Mapping
+import time
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from payments_api import __version__
-
-REDACTED = "[REDACTED]"
-
-_SENSITIVE_KEY = re.compile(
-    r"pass(word|wd)?$|passwd|password|secret|token|authorization|cookie|api[_-]?key|"
-    r"credential|card[_-]?number|^pan$|cvc|cvv|private[_-]?key",
-    re.IGNORECASE,
-)
-# Credentials that can turn up inside free text (a header echoed in a message, say).
-_SECRET_IN_TEXT = re.compile(
-    r"(?P<bearer>\bBearer\s+)\S+"
-    r"|\b(?P<prefix>sk|whsec)_[A-Za-z0-9_\-]{8,}"
-    r"|\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
-)
-# Runs of 13-19 digits, optionally grouped by single spaces or dashes (4111 1111 1111 1111).
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
-_DIGIT_GROUP = re.compile(r"[0-9]+")
-_LINE_BREAKS = re.compile(r"[\r\n]+")
-
-
-def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def _mask_card(match: re.Match[str]) -> str:
-    run = match.group(0)
-    digits = run.replace(" ", "").replace("-", "")
-    if 13 <= len(digits) <= 19 and _luhn_valid(digits):
-        return "*" * (len(digits) - 4) + digits[-4:]
-    # The run may be a card number beside another number ("qty 2 4111 1111 1111 1111"):
-    # try each span of whole groups, longest first.
-    groups = list(_DIGIT_GROUP.finditer(run))
-    for size in range(len(groups) - 1, 0, -1):
-        for first in range(len(groups) - size + 1):
-            span = groups[first : first + size]
-            inner = "".join(group.group(0) for group in span)
-            if 13 <= len(inner) <= 19 and _luhn_valid(inner):
-                start, end = span[0].start(), span[-1].end()
-                return run[:start] + "*" * (len(inner) - 4) + inner[-4:] + run[end:]
-    return run
-
-
-def _mask_secret(match: re.Match[str]) -> str:
-    if match.group("bearer"):
-        return match.group("bearer") + REDACTED
-    if match.group("prefix"):
-        return match.group("prefix") + "_" + REDACTED
-    return REDACTED
-
-
-def scrub_text(text: str) -> str:
-    """Strip line breaks and mask credentials and card numbers inside one string."""
-    if "\n" in text or "\r" in text:
-        text = _LINE_BREAKS.sub(" ", text)
-    if "_" in text or "Bearer" in text or "eyJ" in text:
-        text = _SECRET_IN_TEXT.sub(_mask_secret, text)
-    if len(text) >= 13:
-        text = _DIGIT_RUN.sub(_mask_card, text)
-    return text
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, Mapping):
-        return {
-            key: (REDACTED if _is_sensitive(key) else _scrub(item)) for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_scrub(item) for item in value]
-    return value
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_sensitive_name(key: str) -> bool:
-    return _SENSITIVE_KEY.search(key) is not None
-
-
-def _is_sensitive(key: object) -> bool:
-    """Field names repeat on every line, so their verdict is remembered."""
-    return isinstance(key, str) and _is_sensitive_name(key)
-
-
-def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: nothing secret leaves the process through a log line."""
-    for key, value in event_dict.items():
-        if _is_sensitive(key):
-            event_dict[key] = REDACTED
-        elif isinstance(value, (str, Mapping, list, tuple)):
-            event_dict[key] = _scrub(value)
-    return event_dict
+from payments_api.utils.redaction import redact
 
 
 class _StaticFields:
@@ -161,8 +63,62 @@ _WRITER = _LineWriter()
 _STATIC_FIELDS = _StaticFields("development")
 
 
+_LEVELS = logging.getLevelNamesMapping()
+
+
+class _Threshold:
+    """The configured level, for `log_request` (structlog's loggers filter by their own)."""
+
+    level = logging.INFO
+
+
+_THRESHOLD = _Threshold()
+
+
 def _json_dumps(value: Any, **kwargs: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+    """orjson; the standard library for what orjson refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Timestamps:
+    """`@timestamp` as structlog's TimeStamper writes it, the date and time of day formatted
+    once per second."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.prefix}.{int((now - second) * 1_000_000):06d}Z"
+
+
+_TIMESTAMPS = _Timestamps()
+
+
+def log_request(level: str, fields: dict[str, Any]) -> None:
+    """The access line of one request (`level` info, warning or error), `fields` redacted."""
+    if _LEVELS[level.upper()] < _THRESHOLD.level:
+        return
+    line = {
+        "@timestamp": _TIMESTAMPS.now(),
+        "level": level,
+        "message": "request completed",
+        "service": "payments-api",
+        "environment": _STATIC_FIELDS.environment,
+        "version": __version__,
+        "pid": os.getpid(),
+        "component": "http",
+        **redact(None, level, fields),
+    }
+    _WRITER.msg(_json_dumps(line))
 
 
 def _rendering() -> list[Processor]:
@@ -184,11 +140,10 @@ def configure_logging(
     """Configure the process-wide logger. Called once per app; tests pass their own stream."""
     _WRITER.stream = stream
     _STATIC_FIELDS.environment = environment
+    _THRESHOLD.level = _LEVELS[level.upper()]
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *_rendering()],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(_THRESHOLD.level),
         logger_factory=lambda *_: _WRITER,
         cache_logger_on_first_use=True,
     )
