@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         # A slash redirect is built from `Host`, which the client chose: a trailing slash is a
         # 404 like any other unknown path, and no answer ever names the request's host.
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry instrumentation, off: this service exports no traces
+        # yet, and with it on every request asks the global providers whether it should.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.started_at = time.monotonic()
