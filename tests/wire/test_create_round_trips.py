@@ -47,7 +47,7 @@ from tests.fixtures.wire import WireServer
 APPROVED_AMOUNT = 1000
 """The sandbox approves every amount but those ending in 402, 408, 503 and 409."""
 
-MAX_COMMANDS = {"off": 10, "on": 11}
+MAX_COMMANDS = {"off": 9, "on": 10}
 """By MONGODB_TRANSACTIONS: `on` sends `commitTransaction` on top."""
 MAX_ROUND_TRIPS = 5
 
