@@ -49,7 +49,7 @@ APPROVED_AMOUNT = 1000
 
 MAX_COMMANDS = {"off": 9, "on": 10}
 """By MONGODB_TRANSACTIONS: `on` sends `commitTransaction` on top."""
-MAX_ROUND_TRIPS = 5
+MAX_ROUND_TRIPS = 4
 
 DRIVER_COMMANDS = frozenset({"hello", "ismaster", "ping", "endsessions"})
 CONNECTION_UPKEEP = frozenset({"HELLO", "CLIENT", "SELECT", "AUTH", "PING"})
