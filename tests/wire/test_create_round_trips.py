@@ -48,7 +48,13 @@ APPROVED_AMOUNT = 1000
 """The sandbox approves every amount but those ending in 402, 408, 503 and 409."""
 
 MAX_COMMANDS = {"off": 9, "on": 10}
-"""By MONGODB_TRANSACTIONS: `on` sends `commitTransaction` on top."""
+"""By MONGODB_TRANSACTIONS: `on` sends `commitTransaction` on top. Issue 12 aimed at 7 (`off`);
+the two reads before the insert stay, each read fresh on purpose: the user (its active flag,
+and the daily limit the hold's guard names: a limit an admin lowered must hold for the next
+payment on any process) and the merchant (a deactivated one refuses payments at once). The
+other seven are the writes of the create and of its completion step (services/payment_steps.py):
+the payment, the hold, the draft event, the ledger record, the compare-and-set, the event's
+publication and the user's totals."""
 MAX_ROUND_TRIPS = 4
 
 DRIVER_COMMANDS = frozenset({"hello", "ismaster", "ping", "endsessions"})
