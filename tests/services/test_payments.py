@@ -26,7 +26,9 @@ import pytest
 from payments_api.config.constants import EventType, FailureCode, PaymentStatus, Role
 from payments_api.models import daily_limit as daily_limit_model
 from payments_api.models import event as events_model
+from payments_api.models import merchant as merchants_model
 from payments_api.models import payment as payments_model
+from payments_api.models import user as users_model
 from payments_api.models.merchant import Merchant
 from payments_api.models.payment import Payment, PendingRefund, public_view
 from payments_api.models.user import User
@@ -459,6 +461,47 @@ async def test_a_key_redis_forgot_still_refuses_another_body(
 ) -> None:
     await services.payments.create(user.id, KEY, order(merchant))
     await forget_idempotency_keys(services)
+
+    with pytest.raises(IdempotencyKeyReused):
+        await services.payments.create(user.id, KEY, order(merchant, AMOUNT + 1))
+
+    assert len(await payments_of(services, user)) == 1
+    assert charge_calls(sandbox) == 1
+
+
+@pytest.mark.parametrize("since", ["user deactivated", "merchant deactivated"])
+async def test_a_key_redis_forgot_replays_its_payment_whoever_is_refused_since(
+    services: Services, sandbox: Sandbox, user: User, merchant: Merchant, since: str
+) -> None:
+    """The key is looked up only once the request is refused (payments.py `_create_once`):
+    a refusal of the payer or the merchant made after the key's payment still answers the
+    replay, as the unique index's answer does."""
+    first = await pay(services, user, merchant)
+    await forget_idempotency_keys(services)
+    if since == "user deactivated":
+        await users_model.update(services.database, user.id, {"isActive": False})
+    else:
+        await merchants_model.update(services.database, merchant.id, {"isActive": False})
+
+    again = await services.payments.create(user.id, KEY, order(merchant))
+
+    assert again.replayed is True
+    assert again.payment.id == first.id
+    assert again.payment.status == PaymentStatus.COMPLETED
+    assert charge_calls(sandbox) == 1
+    assert len(await payments_of(services, user)) == 1
+
+
+@pytest.mark.parametrize("since", ["user deactivated", "merchant deactivated"])
+async def test_a_key_redis_forgot_still_refuses_another_body_whoever_is_refused_since(
+    services: Services, sandbox: Sandbox, user: User, merchant: Merchant, since: str
+) -> None:
+    await pay(services, user, merchant)
+    await forget_idempotency_keys(services)
+    if since == "user deactivated":
+        await users_model.update(services.database, user.id, {"isActive": False})
+    else:
+        await merchants_model.update(services.database, merchant.id, {"isActive": False})
 
     with pytest.raises(IdempotencyKeyReused):
         await services.payments.create(user.id, KEY, order(merchant, AMOUNT + 1))

@@ -27,7 +27,7 @@ from payments_api.services.events import payment_event
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.payment_cache import PaymentCache
 from payments_api.services.payment_reads import PaymentReadService
-from payments_api.services.stats import StatsService
+from payments_api.services.stats import stats_key
 from payments_api.services.voids import VoidOutcome, VoidService
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
@@ -70,7 +70,6 @@ class CancelService:
         gateway: GatewayClient,
         limits: DailyLimitService,
         cache: PaymentCache,
-        stats: StatsService,
         reads: PaymentReadService,
         voids: VoidService,
     ) -> None:
@@ -80,7 +79,6 @@ class CancelService:
         self.gateway = gateway
         self.limits = limits
         self.cache = cache
-        self.stats = stats
 
     async def cancel(self, principal: Principal, payment_id: str, reason: str) -> Payment:
         """An authorization voided (by anyone who may read the payment), or the user's own
@@ -173,8 +171,7 @@ class CancelService:
                     raise PaymentNotCancellable()
                 return current
             await event_store.publish_draft(self.db, event.dedupe_key, event.data, session)
-        await self.cache.put(updated)
-        await self.stats.invalidate(payment.user_id)
+        await self.cache.put(updated, stale=(stats_key(payment.user_id),))
         log_business_event(
             "payment cancelled",
             paymentId=payment.id,

@@ -7,11 +7,13 @@ goes back behind a change the caller saw succeed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from payments_api.config.redis import COMMAND_TIMEOUT_SECONDS
 from payments_api.models.payment import Payment, public_view
 from payments_api.utils.cache import SET_IF_NEWER, LuaScript, versioned_payload
 from payments_api.utils.logger import get_logger
@@ -39,20 +41,30 @@ class PaymentCache:
             return None
         return versioned_payload(raw)
 
-    async def put(self, payment: Payment) -> str:
-        """Store this state unless a newer one is there; returns its JSON."""
+    async def put(self, payment: Payment, *, stale: tuple[str, ...] = ()) -> str:
+        """Store this state unless a newer one is there; returns its JSON. `stale`: other
+        keys the same change made stale (the user's cached stats), dropped in the same round
+        trip. Should that round trip fail, the entry is dropped (no older state stays to be
+        read) and so is each stale key, one by one."""
         payload = json.dumps(public_view(payment), separators=(",", ":"))
+        keys, args = [cache_key(payment.id)], [payment.version, payload, CACHE_TTL_MS]
         try:
-            await self._set_if_newer(
-                [cache_key(payment.id)], [payment.version, payload, CACHE_TTL_MS]
-            )
+            if stale:
+                async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):  # a pipeline's own
+                    await self._set_if_newer.then_delete(keys, args, stale)
+            else:
+                await self._set_if_newer(keys, args)
         except (RedisError, OSError) as exc:
             logger.warning("could not cache payment", error=type(exc).__name__)
-            await self.forget(payment.id)
+            for key in (cache_key(payment.id), *stale):
+                await self._drop(key)
         return payload
 
     async def forget(self, payment_id: str) -> None:
+        await self._drop(cache_key(payment_id))
+
+    async def _drop(self, key: str) -> None:
         try:
-            await self.redis.delete(cache_key(payment_id))
+            await self.redis.delete(key)
         except (RedisError, OSError) as exc:
-            logger.warning("could not drop cached payment", error=type(exc).__name__)
+            logger.warning("could not drop a stale cache entry", key=key, error=type(exc).__name__)

@@ -34,7 +34,7 @@ from payments_api.models.payment import COMPLETED_OR_LATER, Payment, Transition
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.events import payment_event
 from payments_api.services.payment_cache import PaymentCache
-from payments_api.services.stats import StatsService
+from payments_api.services.stats import stats_key
 from payments_api.utils.logger import get_logger
 
 logger = get_logger("payment-steps")
@@ -88,13 +88,10 @@ class _Lost(Exception):
 
 
 class PaymentSteps:
-    def __init__(
-        self, db: Database, limits: DailyLimitService, cache: PaymentCache, stats: StatsService
-    ) -> None:
+    def __init__(self, db: Database, limits: DailyLimitService, cache: PaymentCache) -> None:
         self.db = db
         self.limits = limits
         self.cache = cache
-        self.stats = stats
 
     async def take(self, step: Step) -> StepTaken:
         """Write the step's draft event, ledger record and hold trim, then its compare-and-set,
@@ -180,9 +177,9 @@ class PaymentSteps:
         return current
 
     async def after_change(self, payment: Payment) -> None:
-        """After the commit: the read cache gets the new state, the stats hash is dropped."""
-        await self.cache.put(payment)
-        await self.stats.invalidate(payment.user_id)
+        """After the commit: the read cache gets the new state and the user's stats hash is
+        dropped, in one round trip."""
+        await self.cache.put(payment, stale=(stats_key(payment.user_id),))
 
 
 def is_void(payment: Payment) -> bool:

@@ -2,9 +2,9 @@
 
 The create flow, each step safe to repeat:
 1. the Idempotency-Key claimed in Redis (`IdempotencyService.claim`), or a replay / 409 / 422;
-2. the payment recorded `pending` (unique indexes are the last word on the key and on the
-   order: models/payment_orders.py), then its daily-limit hold taken by a guarded `$inc` — a
-   refused hold deletes the payment again;
+2. the payment recorded `pending` (its insert asks the unique indexes whether the key, or the
+   order, made one already: models/payment_orders.py), then its daily-limit hold taken by a
+   guarded `$inc` — a refused hold deletes the payment again;
    both before any money moves; a process that dies between them leaves a pending payment
    that reconciliation reverses at the gateway and fails, never an orphan hold;
 3. the gateway asked to charge (or, for `captureMethod: manual`, to authorize), with the
@@ -157,26 +157,27 @@ class PaymentService:
     async def _create_once(
         self, user_id: str, key: str, request: NewPayment, claim: Claim
     ) -> CreatedPayment:
-        """With the key's lock held: the payment the key made before (Redis forgot it), or a
-        new payment, recorded, held against the daily limit, then charged."""
-        existing = await payment_store.find_by_idempotency_key(self.db, user_id, key)
-        if existing is not None:
-            return self._replay_payment(existing, claim.fingerprint)
-        user = await self._active_payer(user_id)
-        merchant = await merchant_store.find_by_id(self.db, request.merchant_id)
-        if merchant is None or not merchant.is_active:
-            raise MerchantNotFound()
-        payment = self._new_payment(user_id, merchant.id, key, claim.fingerprint, request)
+        """With the key's lock held: a new payment, recorded, held against the daily limit,
+        then charged; or the payment the key made before (Redis forgot it), replayed.
+
+        No look-up of the key before the insert: the unique index on (userId, idempotencyKey)
+        refuses the insert of a key that made a payment, whichever request came first, so the
+        key is looked up only once the request is refused — by an index, or before the insert
+        for its payer or merchant — and a key that made a payment replays it whatever was
+        refused since, as it did when the look-up came first."""
         try:
+            user = await self._active_payer(user_id)
+            merchant = await merchant_store.find_by_id(self.db, request.merchant_id)
+            if merchant is None or not merchant.is_active:
+                raise MerchantNotFound()
+            payment = self._new_payment(user_id, merchant.id, key, claim.fingerprint, request)
             await payment_store.insert(self.db, payment)
-        except DuplicateKeyError as clash:
-            # A request with the same key raced this one (a replay, whichever index said so),
-            # or another payment holds the order: refused before any hold or charge.
-            raced = await payment_store.find_by_idempotency_key(self.db, user_id, key)
-            if raced is not None:
-                return self._replay_payment(raced, claim.fingerprint)
-            if payment_orders.is_order_clash(clash):
-                raise DuplicateOrderId() from clash
+        except (UnauthorizedError, UserInactive, MerchantNotFound, DuplicateKeyError) as refused:
+            made = await payment_store.find_by_idempotency_key(self.db, user_id, key)
+            if made is not None:
+                return self._replay_payment(made, claim.fingerprint)
+            if isinstance(refused, DuplicateKeyError) and payment_orders.is_order_clash(refused):
+                raise DuplicateOrderId() from refused
             raise
         await self._hold(payment, user)
         claim.made(payment.id)

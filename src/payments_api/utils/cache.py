@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -38,6 +39,24 @@ class LuaScript:
             return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await self.redis.eval(self.source, len(keys), *keys, *args)
+
+    async def then_delete(self, keys: list[str], args: list[Any], deleted: Sequence[str]) -> Any:
+        """The script, then a DEL of each of `deleted`, in one round trip: a pipeline, not a
+        transaction (MULTI), so that the keys need not share a hash slot. The script's answer;
+        the first error raised (a DEL is sent whatever the script answered)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self.sha, len(keys), *keys, *args)
+            for key in deleted:
+                pipe.delete(key)
+            answer, *deletions = await pipe.execute(raise_on_error=False)
+        for outcome in deletions:
+            if isinstance(outcome, Exception):
+                raise outcome
+        if isinstance(answer, NoScriptError):
+            return await self.redis.eval(self.source, len(keys), *keys, *args)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
 def new_lock_token() -> str:
