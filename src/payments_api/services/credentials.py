@@ -3,11 +3,11 @@
 Every request names its caller, and the hot paths (the cached payment read above all) must not
 read MongoDB for it each time; yet a deactivated user, a deactivated merchant and a revoked or
 expired key must be refused by every server process within 5 seconds (the contract). So each
-process keeps what it read of a user (active or not) and of an API key (its merchant and the
-key) for TRUST_SECONDS, then reads again: a change made anywhere reaches every process within
-that time plus one read, with no message between processes to lose. A process drops its own
-entry at once when it makes the change itself. An expired key is refused at its expiry, as the
-key's `expiresAt` is checked on every request.
+process keeps what it read of a user (active or not, and its daily limit), of a merchant and of
+an API key (its merchant and the key) for TRUST_SECONDS, then reads again: a change made
+anywhere reaches every process within that time plus one read, with no message between
+processes to lose. A process drops its own entry at once when it makes the change itself. An
+expired key is refused at its expiry, as the key's `expiresAt` is checked on every request.
 
 The same read records when a key was used: at most once a minute per key (models/api_key.py).
 """
@@ -27,6 +27,7 @@ from payments_api.models import merchant as merchant_store
 from payments_api.models import user as user_store
 from payments_api.models.api_key import ApiKey
 from payments_api.models.merchant import Merchant
+from payments_api.models.user import User
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import get_logger
 from payments_api.utils.ttl_cache import TtlCache
@@ -52,7 +53,8 @@ class Credentials:
     def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self.clock = clock
-        self._users: TtlCache[str, bool | None] = TtlCache(TRUST_SECONDS)
+        self._users: TtlCache[str, User | None] = TtlCache(TRUST_SECONDS)
+        self._merchants: TtlCache[str, Merchant | None] = TtlCache(TRUST_SECONDS)
         self._keys: TtlCache[str, KeyHolder | None] = TtlCache(TRUST_SECONDS)
         self._touched: dict[str, float] = {}
         self._hashes_of: dict[str, set[str]] = {}
@@ -60,12 +62,18 @@ class Credentials:
 
     async def user_is_active(self, user_id: str) -> bool | None:
         """Whether the user is active; None when there is no such user."""
+        user = await self.user(user_id)
+        return None if user is None else user.is_active
 
-        async def load() -> bool | None:
-            user = await user_store.find_by_id(self.db, user_id)
-            return None if user is None else user.is_active
+    async def user(self, user_id: str) -> User | None:
+        """The user as last read (active or not), for its active flag and its daily limit."""
+        return await self._users.get(user_id, lambda: user_store.find_by_id(self.db, user_id))
 
-        return await self._users.get(user_id, load)
+    async def merchant(self, merchant_id: str) -> Merchant | None:
+        """The merchant as last read (active or not): whom a payment may be made to."""
+        return await self._merchants.get(
+            merchant_id, lambda: merchant_store.find_by_id(self.db, merchant_id)
+        )
 
     async def key_holder(self, key_hash: str) -> KeyHolder | None:
         """The live key with this hash and its active merchant, else None."""
@@ -92,7 +100,8 @@ class Credentials:
         self._users.forget(user_id)
 
     def forget_merchant(self, merchant_id: str) -> None:
-        """Drop what is known of every key of the merchant (after a change to it or them)."""
+        """Drop what is known of the merchant and every key of it (after a change to them)."""
+        self._merchants.forget(merchant_id)
         for key_hash in self._hashes_of.pop(merchant_id, set()):
             self._keys.forget(key_hash)
 

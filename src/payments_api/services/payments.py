@@ -31,13 +31,12 @@ from payments_api.errors import (
     UnauthorizedError,
     UnprocessableError,
 )
-from payments_api.models import merchant as merchant_store
 from payments_api.models import payment as payment_store
 from payments_api.models import payment_orders
-from payments_api.models import user as user_store
 from payments_api.models.payment import Payment
 from payments_api.models.user import User
 from payments_api.services.auth import UserInactive
+from payments_api.services.credentials import Credentials
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.services.gateway import GatewayClient
 from payments_api.services.idempotency import (
@@ -133,8 +132,10 @@ class PaymentService:
         limits: DailyLimitService,
         cache: PaymentCache,
         settlement: SettlementService,
+        credentials: Credentials,
     ) -> None:
         self.settings = settings
+        self.credentials = credentials
         self.db = db
         self.gateway = gateway
         self.idempotency = idempotency
@@ -167,7 +168,7 @@ class PaymentService:
         refused since, as it did when the look-up came first."""
         try:
             user = await self._active_payer(user_id)
-            merchant = await merchant_store.find_by_id(self.db, request.merchant_id)
+            merchant = await self.credentials.merchant(request.merchant_id)
             if merchant is None or not merchant.is_active:
                 raise MerchantNotFound()
             payment = self._new_payment(user_id, merchant.id, key, claim.fingerprint, request)
@@ -184,7 +185,10 @@ class PaymentService:
         return CreatedPayment(await self._charge(payment))
 
     async def _active_payer(self, user_id: str) -> User:
-        user = await user_store.find_by_id(self.db, user_id)
+        """The payer as the credential check just read it (services/credentials.py: at most
+        TRUST_SECONDS old, so a deactivation, and a daily limit an admin changed, hold on every
+        process within that time, and at once on the process that made the change)."""
+        user = await self.credentials.user(user_id)
         if user is None:
             raise UnauthorizedError(message="Invalid or expired token")
         if not user.is_active:

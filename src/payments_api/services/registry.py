@@ -109,6 +109,7 @@ def build_services(
     idempotency = _idempotency(settings, redis)
     cache = PaymentCache(redis)
     limits = DailyLimitService(settings, database)
+    credentials = Credentials(database)
     stats = StatsService(redis, database, limits)
     steps = PaymentSteps(database, limits, cache)
     settlement = _settlement(settings, database, steps, metrics)
@@ -118,7 +119,6 @@ def build_services(
     cancellations = CancelService(database, gateway, limits, cache, reads, voids)
     refund_settlement = RefundSettlement(database, cache)
     webhooks = create_webhook_client()
-    credentials = Credentials(database)
     return Services(
         settings=settings,
         database=database,
@@ -133,7 +133,7 @@ def build_services(
         stats=stats,
         settlement=settlement,
         payments=PaymentService(
-            settings, database, gateway, idempotency, limits, cache, settlement
+            settings, database, gateway, idempotency, limits, cache, settlement, credentials
         ),
         payment_reads=reads,
         payment_history=PaymentHistoryService(database),
