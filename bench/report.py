@@ -5,11 +5,13 @@ and as JSON.
         [--mix-manifest RUN/mix.tsv] [--rss RUN/rss.txt] [--meta key=value ...]
 
 The manifest has one tab-separated line per measured wrk run: `server`, `scenario`, `request`,
-`round` (1, 2, ... for the interleaved rounds, `-` for a scenario run once) and the file holding
-wrk's output. The table has one row per run and, for each server and scenario of the rounds,
-a row of the medians over the rounds. The ratio summary checks issue 12's goals on the ratios
-of the rounds: each round gives one ratio (both sides measured in that round, minutes apart),
-and the figure is the median of those ratios, not the ratio of the medians.
+`round` (1, 2, ... for the interleaved rounds, `-` for a scenario run once), the file holding
+wrk's output and, optionally, the share of the server's core (in %) that other processes used
+during the run (`-` when unknown). The table has one row per run and, for each server and
+scenario of the rounds, a row of the medians over the rounds. The ratio summary checks issue
+12's goals on the ratios of the rounds: each round gives one ratio (both sides measured in
+that round, minutes apart), and the figure is the median of those ratios, not the ratio of
+the medians. Runs during which other processes used much of the server core are flagged.
 
 --mix-manifest lists the wrk runs of the RSS phase (same columns); --rss is the key=value file
 run.sh writes after them (vm_rss_kb, vm_hwm_kb, mix_requests, service_requests, pid, ...).
@@ -21,6 +23,7 @@ import argparse
 import json
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ SERVER_ORDER = ["service", "peer", "raw-asgi", "bare-fastapi"]
 UNPAIRED = "-"
 RSS_GOAL_MB = 150.0
 RSS_GOAL_REQUESTS = 100_000
+DISTURBED_PCT = 20
+"""A measured run during which others used more of the server core than this is flagged."""
 
 
 def parse_wrk(text: str) -> dict[str, Any]:
@@ -67,13 +72,21 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
-        server, scenario, request, round_, output = line.split("\t")
+        server, scenario, request, round_, output, *rest = line.split("\t")
         try:
             numbers = parse_wrk(Path(output).read_text())
         except ValueError as exc:
             raise SystemExit(f"report: {scenario} on {server}: {exc} ({output})") from exc
+        others = rest[0] if rest else "-"
         rows.append(
-            {"server": server, "scenario": scenario, "request": request, "round": round_, **numbers}
+            {
+                "server": server,
+                "scenario": scenario,
+                "request": request,
+                "round": round_,
+                **numbers,
+                "server_core_others_pct": None if others == "-" else int(others),
+            }
         )
     return rows
 
@@ -105,7 +118,13 @@ def median_row(scenario: str, server: str, rows: list[dict[str, Any]]) -> dict[s
         "requests": sum(r["requests"] for r in rows),
         "non_2xx": sum(r["non_2xx"] for r in rows),
         "socket_errors": sum(r["socket_errors"] for r in rows),
+        "server_core_others_pct": _median_or_none(r["server_core_others_pct"] for r in rows),
     }
+
+
+def _median_or_none(values: Iterable[int | None]) -> int | None:
+    known = [value for value in values if value is not None]
+    return round(statistics.median(known)) if known else None
 
 
 def _render(header: list[str], lines: list[list[str] | None], numeric: set[int]) -> str:
@@ -126,7 +145,17 @@ def _render(header: list[str], lines: list[list[str] | None], numeric: set[int])
 
 
 def format_table(rows: list[dict[str, Any]], medians: list[dict[str, Any]]) -> str:
-    header = ["scenario", "server", "round", "requests/s", "p50", "p99", "non-2xx", "socket err"]
+    header = [
+        "scenario",
+        "server",
+        "round",
+        "requests/s",
+        "p50",
+        "p99",
+        "non-2xx",
+        "socket err",
+        "others on core",
+    ]
 
     def cells(row: dict[str, Any]) -> list[str]:
         return [
@@ -138,6 +167,7 @@ def format_table(rows: list[dict[str, Any]], medians: list[dict[str, Any]]) -> s
             f"{row['p99_ms']:.2f} ms",
             f"{row['non_2xx']:,}",
             f"{row['socket_errors']:,}",
+            _percent(row["server_core_others_pct"]),
         ]
 
     median_of = {(row["scenario"], row["server"]): row for row in medians}
@@ -148,7 +178,11 @@ def format_table(rows: list[dict[str, Any]], medians: list[dict[str, Any]]) -> s
         lines.extend(cells(row) for row in group)
         if (scenario, server) in median_of:
             lines.append(cells(median_of[(scenario, server)]))
-    return _render(header, lines, {3, 4, 5, 6, 7})
+    return _render(header, lines, {3, 4, 5, 6, 7, 8})
+
+
+def _percent(value: int | None) -> str:
+    return "-" if value is None else f"{value}%"
 
 
 @dataclass(frozen=True)
@@ -260,7 +294,12 @@ def read_rss(path: Path | None, mix_rows: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
-def format_summary(goals: list[dict[str, Any]], rss: dict[str, Any] | None, rounds: int) -> str:
+def format_summary(
+    goals: list[dict[str, Any]],
+    rss: dict[str, Any] | None,
+    rounds: int,
+    disturbed: list[dict[str, Any]],
+) -> str:
     header = ["goal", *(f"round {n}" for n in range(1, rounds + 1)), "median", "bound", "verdict"]
     lines: list[list[str] | None] = []
     for result in goals:
@@ -300,6 +339,16 @@ def format_summary(goals: list[dict[str, Any]], rss: dict[str, Any] | None, roun
             )
         )
     notes.append("MongoDB commands / Redis round trips of a create: checked by tests/…, not here")
+    if disturbed:
+        notes.append(
+            f"Disturbed runs (others used more than {DISTURBED_PCT}% of the server core; "
+            "the ratios of their rounds say more about the machine than the servers):"
+        )
+        notes.extend(
+            f"  round {row['round']}: {row['server']} {row['scenario']}: "
+            f"{row['server_core_others_pct']}%"
+            for row in disturbed
+        )
     title = (
         "Ratio summary: one ratio per round (both sides measured in that round), "
         "the figure is their median"
@@ -329,7 +378,12 @@ def main() -> None:
 
     meta = dict(item.split("=", 1) for item in args.meta)
     table = format_table(rows, medians)
-    summary = format_summary(goals, rss, rounds)
+    disturbed = [
+        row
+        for row in rows
+        if row["round"] != UNPAIRED and (row["server_core_others_pct"] or 0) > DISTURBED_PCT
+    ]
+    summary = format_summary(goals, rss, rounds, disturbed)
     warnings = [
         f"warning: {row['server']} {row['scenario']} (round {row['round']}): "
         f"{row['non_2xx']} non-2xx responses, {row['socket_errors']} socket errors "

@@ -20,6 +20,9 @@
 #   rounds in the reverse one (raw-asgi, peer, service; bare-fastapi, peer, service), so a drift
 #   of the machine during a round favours neither side of a pair over the rounds. Each round
 #   gives one ratio per goal; the figure is the median of the per-round ratios.
+# - Pinning keeps our own load off the server core, not the machine's other work: each run
+#   records the share of the server core that other processes used meanwhile (/proc/stat less
+#   the server's own ticks), and the report flags the runs others disturbed.
 # - After the rounds, unpaired and once: the history page and the create on the service.
 # - RSS: the service then serves a mix (bench/mix.lua: 85 % cached reads, 10 % /health, 4 %
 #   history pages, 1 % creates) until the mix alone reaches RSS_REQUESTS requests, and its
@@ -466,19 +469,49 @@ warm_up() {
   run_wrk "$server" "$RUN_DIR/warm-up.txt" "$duration" "$@"
 }
 
+# Ticks of the server core since boot, as "BUSY TOTAL" (user..steal in /proc/stat; steal
+# counts as busy: time the hypervisor gave elsewhere is time the server did not get).
+core_ticks() {
+  awk -v cpu="cpu$SERVER_CPU" '$1 == cpu {
+    total = 0; for (i = 2; i <= 9; i++) total += $i; print total - $5 - $6, total }' /proc/stat
+}
+
+# Ticks of CPU the process has used (all its threads, utime + stime; the fields after the
+# parenthesised name, which may hold spaces).
+process_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# The share of the server core that something other than the server under test used between
+# two readings, in percent: other tenants of a shared machine show up here, so a round they
+# disturbed can be told from one the server was slow in. "-" when the servers are not pinned.
+others_share() {
+  local busy0=$1 total0=$2 proc0=$3 busy1=$4 total1=$5 proc1=$6
+  if ((${#PIN_SERVER[@]} == 0 || total1 <= total0)); then echo "-"; return; fi
+  awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v p="$((proc1 - proc0))" \
+    'BEGIN { s = 100 * (b - p) / t; if (s < 0) s = 0; printf "%.0f\n", s }'
+}
+
 # measure SERVER SCENARIO REQUEST ROUND [wrk options...] URL: the short warm-up, then the
-# measured run, listed in the manifest for report.py.
+# measured run, listed in the manifest for report.py with the share of the server core others
+# used during it.
 measure() {
   local server=$1 scenario=$2 request=$3 round=$4
   shift 4
-  local slug out
+  local slug out pid busy0 total0 proc0 busy1 total1 proc1 others
   slug=$(printf '%s-%s-r%s' "$server" "$scenario" "$round" | tr -c 'a-zA-Z0-9\n' '-')
   out="$RUN_DIR/wrk-$slug.txt"
+  pid=${PID_OF[$server]}
   log "round $round: $server: $scenario ($request)"
   warm_up "$server" "$RUN_WARMUP_DURATION" "$@"
+  read -r busy0 total0 <<<"$(core_ticks)"
+  proc0=$(process_ticks "$pid")
   run_wrk "$server" "$out" "$WRK_DURATION" "$@"
+  read -r busy1 total1 <<<"$(core_ticks)"
+  proc1=$(process_ticks "$pid")
+  others=$(others_share "$busy0" "$total0" "$proc0" "$busy1" "$total1" "$proc1")
   grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|Socket errors' "$out" | sed 's/^/    /'
-  printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$scenario" "$request" "$round" "$out" >>"$MANIFEST"
+  echo "    core $SERVER_CPU used by others: $others%"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$scenario" "$request" "$round" "$out" "$others" \
+    >>"$MANIFEST"
 }
 
 # Every server once on each of its scenarios, before anything is kept.
