@@ -114,3 +114,25 @@ async def test_the_wait_for_a_connection_is_bounded(
         for connection in held:
             await pool.release(connection)
         await redis.aclose()
+
+
+async def test_a_connection_redis_dropped_fails_one_command_and_is_replaced(
+    settings: Settings,
+) -> None:
+    """A pooled connection that Redis closed meanwhile (a restart, an idle timeout) fails the
+    command sent on it — redis-py does not send it again: Redis may have run it — and is not
+    handed out again: the next command gets a fresh connection (config/redis.py keeps the
+    connections given back at hand; a dead one must not stay there)."""
+    redis = create_redis(settings)
+    killer = create_redis(settings)
+    try:
+        assert await redis.ping() is True
+        connection_id = await redis.client_id()
+        assert await killer.client_kill_filter(_id=connection_id) == 1
+        with pytest.raises(RedisConnectionError):
+            await redis.set("dropped-connection-probe", "1")
+        assert await redis.set("dropped-connection-probe", "1") is True
+        assert await redis.client_id() != connection_id
+    finally:
+        await redis.aclose()
+        await killer.aclose()

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextvars import ContextVar
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import RedisError
 
 from payments_api.config.constants import SERVER_WAIT_SECONDS
@@ -32,26 +31,57 @@ MAX_CONNECTIONS = 256
 POOL_WAIT_SECONDS = 5.0
 """The longest a caller waits for a connection from the pool, connecting it included."""
 
-_command_deadline: ContextVar[asyncio.Timeout | None] = ContextVar(
-    "redis_command_deadline", default=None
-)
-
 
 class DeadlinePool(BlockingConnectionPool):
-    """A blocking pool that starts the current command's deadline (see DeadlineRedis) once it
-    hands over a connection, so that the wait for one counts against POOL_WAIT_SECONDS, not
-    against the COMMAND_TIMEOUT_SECONDS that Redis has to answer in."""
+    """A blocking pool that keeps the connections given back to it at hand.
+
+    redis-py's pool takes a condition, a timer, a context manager and its own metrics hooks
+    for every connection it hands out and every one given back: most of a command's cost in
+    the profile of a cached read. This one keeps the connections given back on a stack of its
+    own and hands them out again after the same check the pool makes (`ensure_connection`),
+    so that the common case is a list pop and a push. They stay counted as in use by the pool
+    beneath, so MAX_CONNECTIONS still bounds them all, and `disconnect` still reaches them.
+    Whenever a caller waits inside the pool beneath (every connection is out), a connection
+    given back goes to the pool beneath, which wakes that caller; so does one that must
+    reconnect.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._at_hand: list[AbstractConnection] = []
+        self._waiting = 0
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
-        connection: AbstractConnection = await super().get_connection()  # type: ignore[no-untyped-call]
-        deadline = _command_deadline.get()
-        if deadline is not None and not deadline.expired():
-            deadline.reschedule(asyncio.get_running_loop().time() + COMMAND_TIMEOUT_SECONDS)
-        return connection
+        if self._at_hand:
+            connection = self._at_hand.pop()
+            try:
+                await self.ensure_connection(connection)
+            except BaseException:
+                await super().release(connection)
+                raise
+            return connection
+        self._waiting += 1
+        try:
+            taken: AbstractConnection = await super().get_connection()  # type: ignore[no-untyped-call]
+            return taken
+        finally:
+            self._waiting -= 1
+
+    async def release(self, connection: AbstractConnection) -> None:
+        if self._waiting or connection.should_reconnect():  # type: ignore[no-untyped-call]
+            await super().release(connection)
+        else:
+            self._at_hand.append(connection)
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        if inuse_connections:
+            self._at_hand.clear()  # disconnected with the pool's in-use connections
+        await super().disconnect(inuse_connections)
 
 
 class DeadlineRedis(Redis):
-    """redis.asyncio.Redis with a deadline on every command, as `asyncio.timeout`.
+    """redis.asyncio.Redis with a deadline on every command, as `asyncio.timeout`, on a lean
+    path through the client.
 
     redis-py's own `socket_timeout` bounds each socket write with `asyncio.wait_for`, which
     creates a task per command: an eighth of a cached read's CPU in the profile. The same
@@ -59,15 +89,30 @@ class DeadlineRedis(Redis):
     until the pool hands over a connection, then COMMAND_TIMEOUT_SECONDS from there. Pipelines
     do not pass through here: their call sites set their own deadline (which covers their wait
     for a connection too).
+
+    The command itself is what `Redis.execute_command` does for a pooled client — the
+    connection's own retry policy around a write and a read — without the metrics hooks it
+    awaits on every command (they report to nothing here).
     """
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        pool = self.connection_pool
         async with asyncio.timeout(POOL_WAIT_SECONDS) as deadline:
-            token = _command_deadline.set(deadline)
+            connection: Connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            deadline.reschedule(asyncio.get_running_loop().time() + COMMAND_TIMEOUT_SECONDS)
             try:
-                return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+                return await connection.retry.call_with_retry(
+                    lambda: self._round_trip(connection, args, options),
+                    lambda _error: connection.disconnect(),
+                )
             finally:
-                _command_deadline.reset(token)
+                await pool.release(connection)
+
+    async def _round_trip(
+        self, connection: Connection, args: tuple[Any, ...], options: dict[str, Any]
+    ) -> Any:
+        await connection.send_command(*args)
+        return await self.parse_response(connection, args[0], **options)
 
 
 def create_redis(settings: Settings) -> Redis:
