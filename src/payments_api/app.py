@@ -20,6 +20,7 @@ from payments_api.middleware.body_limit import BodyLimitMiddleware
 from payments_api.middleware.compression import CompressionMiddleware
 from payments_api.middleware.edge import EdgeMiddleware
 from payments_api.middleware.errors import register_error_handlers
+from payments_api.middleware.liveness import LivenessMiddleware
 from payments_api.middleware.methods import HeadAsGetMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
@@ -117,6 +118,7 @@ def _middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
         Middleware(HeadAsGetMiddleware),
         Middleware(CompressionMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(LivenessMiddleware),
         Middleware(RateLimitMiddleware, item=settings.rate_limit_item, prefetch=read_prefetch_key),
         Middleware(CachedPaymentReadMiddleware),
     ]

@@ -117,3 +117,17 @@ def test_random_secrets_are_unique() -> None:
     secrets = {random_secret("sk") for _ in range(2000)}
 
     assert len(secrets) == 2000
+
+
+def _ulid_digits(value: int) -> str:
+    """A 128-bit value as a ULID's 26 Crockford digits, most significant first."""
+    return "".join(CROCKFORD[(value >> (5 * place)) & 31] for place in reversed(range(26)))
+
+
+def test_ulid_is_the_time_and_the_random_bits_in_crockford_digits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for millis, random_part in [(0, 0), (2**48 - 1, 2**80 - 1), (1_732_000_000_123, 0xA5 << 72)]:
+        monkeypatch.setattr(ids.time, "time_ns", lambda millis=millis: millis * 1_000_000)
+        monkeypatch.setattr(ids.os, "urandom", lambda n, r=random_part: r.to_bytes(n, "big"))
+        assert ids.ulid() == _ulid_digits(millis << 80 | random_part)

@@ -11,8 +11,7 @@ gives the same answer the long way.
 
 from __future__ import annotations
 
-import json
-
+import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payments_api.controllers.cached_read import ROUTE_TEMPLATE, envelope
@@ -53,7 +52,7 @@ class CachedPaymentReadMiddleware:
         payload = versioned_payload(next(iter(prefetched.values()), None))
         if payload is None:
             return None
-        owners = json.loads(payload)
+        owners = orjson.loads(payload)
         if not is_payer_or_payee(principal, owners["userId"], owners["merchantId"]):
             return None
         state["userId" if principal.kind == "user" else "merchantId"] = principal.id

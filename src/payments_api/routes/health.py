@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable
 from typing import Any, Literal
 
@@ -11,17 +10,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from payments_api import __version__
 from payments_api.config.constants import READINESS_TIMEOUT_SECONDS
+from payments_api.controllers.liveness import ROUTE_PATH, liveness_body
 from payments_api.middleware.auth import ServicesDep
 from payments_api.schemas.common import CamelModel
-from payments_api.utils.clock import iso_utc, utcnow
 from payments_api.utils.logger import get_logger
-from payments_api.utils.memory import MemorySample
 
 router = APIRouter(tags=["operations"])
 logger = get_logger("health")
-_memory = MemorySample()
 
 CheckResult = Literal["ok", "error", "timeout"]
 
@@ -44,16 +40,12 @@ class Readiness(CamelModel):
     checks: dict[str, CheckResult]
 
 
-@router.get("/health", response_model=Health)
-async def health(request: Request) -> Health:
+@router.get(ROUTE_PATH, response_model=Health)
+async def health(request: Request) -> Response:
+    """Declared here for the OpenAPI description and the router (a 405 for another method);
+    a GET or HEAD is answered before routing, with this same body (middleware/liveness.py)."""
     started: float = request.app.state.started_at
-    rss, max_rss = _memory.current()
-    return Health(
-        timestamp=iso_utc(utcnow()),
-        uptime=round(time.monotonic() - started, 3),
-        memory=Memory(rss=rss, max_rss=max_rss),
-        version=__version__,
-    )
+    return Response(liveness_body(started), media_type="application/json")
 
 
 async def _check(name: str, probe: Awaitable[Any]) -> CheckResult:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+# RFC 4648's base32 alphabet, as base64.b32encode writes it, to Crockford's.
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+
+
 def ulid() -> str:
-    """A 26-character Crockford base32 ULID; ids made later sort after earlier ones."""
+    """A 26-character Crockford base32 ULID; ids made later sort after earlier ones.
+
+    The 128 bits, shifted to the top of 17 bytes, are base32-encoded in C: the first 26
+    characters are the ULID's digits (a loop over them in Python was a request's tenth)."""
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    encoded = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
+    return encoded.translate(_FROM_RFC4648).decode("ascii")
 
 
 def new_id(prefix: str) -> str:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-import time
 from typing import Any, TextIO
 
 import orjson
@@ -24,6 +23,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from payments_api import __version__
+from payments_api.utils.clock import iso_now
 from payments_api.utils.redaction import redact
 
 
@@ -64,6 +64,7 @@ _STATIC_FIELDS = _StaticFields("development")
 
 
 _LEVELS = logging.getLevelNamesMapping()
+_REQUEST_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 class _Threshold:
@@ -83,32 +84,12 @@ def _json_dumps(value: Any, **kwargs: Any) -> str:
         return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
-class _Timestamps:
-    """`@timestamp` as structlog's TimeStamper writes it, the date and time of day formatted
-    once per second."""
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.prefix = ""
-
-    def now(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self.second:
-            self.second = second
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.prefix}.{int((now - second) * 1_000_000):06d}Z"
-
-
-_TIMESTAMPS = _Timestamps()
-
-
 def log_request(level: str, fields: dict[str, Any]) -> None:
     """The access line of one request (`level` info, warning or error), `fields` redacted."""
-    if _LEVELS[level.upper()] < _THRESHOLD.level:
+    if _REQUEST_LEVELS[level] < _THRESHOLD.level:
         return
     line = {
-        "@timestamp": _TIMESTAMPS.now(),
+        "@timestamp": iso_now(6),
         "level": level,
         "message": "request completed",
         "service": "payments-api",
