@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection, Connection
@@ -51,9 +51,13 @@ class DeadlinePool(BlockingConnectionPool):
         self._at_hand: list[AbstractConnection] = []
         self._waiting = 0
 
+    def take_at_hand(self) -> AbstractConnection | None:
+        """A connection given back earlier, not yet checked (`ensure_connection`), or None."""
+        return self._at_hand.pop() if self._at_hand else None
+
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
-        if self._at_hand:
-            connection = self._at_hand.pop()
+        connection = self.take_at_hand()
+        if connection is not None:
             try:
                 await self.ensure_connection(connection)
             except BaseException:
@@ -85,10 +89,11 @@ class DeadlineRedis(Redis):
 
     redis-py's own `socket_timeout` bounds each socket write with `asyncio.wait_for`, which
     creates a task per command: an eighth of a cached read's CPU in the profile. The same
-    deadline around the whole command (write and read) costs nothing. It is POOL_WAIT_SECONDS
-    until the pool hands over a connection, then COMMAND_TIMEOUT_SECONDS from there. Pipelines
-    do not pass through here: their call sites set their own deadline (which covers their wait
-    for a connection too).
+    deadline around the whole command (write and read) costs one timer. It is
+    COMMAND_TIMEOUT_SECONDS from the moment the command has a connection: one at hand at once
+    (its check and any reconnect inside the deadline), else one the pool hands over within
+    POOL_WAIT_SECONDS (a timer of its own, only then). Pipelines do not pass through here:
+    their call sites set their own deadline (which covers their wait for a connection too).
 
     The command itself is what `Redis.execute_command` does for a pooled client — the
     connection's own retry policy around a write and a read — without the metrics hooks it
@@ -96,23 +101,28 @@ class DeadlineRedis(Redis):
     """
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        pool = self.connection_pool
-        async with asyncio.timeout(POOL_WAIT_SECONDS) as deadline:
-            connection: Connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            deadline.reschedule(asyncio.get_running_loop().time() + COMMAND_TIMEOUT_SECONDS)
-            try:
+        pool = cast(DeadlinePool, self.connection_pool)  # create_redis builds it so
+        connection = pool.take_at_hand()
+        checked = connection is None
+        if connection is None:
+            async with asyncio.timeout(POOL_WAIT_SECONDS):
+                connection = await pool.get_connection()
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+                if not checked:
+                    await pool.ensure_connection(connection)
                 return await connection.retry.call_with_retry(
                     lambda: self._round_trip(connection, args, options),
                     lambda _error: connection.disconnect(),
                 )
-            finally:
-                await pool.release(connection)
+        finally:
+            await pool.release(connection)
 
     async def _round_trip(
-        self, connection: Connection, args: tuple[Any, ...], options: dict[str, Any]
+        self, connection: AbstractConnection, args: tuple[Any, ...], options: dict[str, Any]
     ) -> Any:
         await connection.send_command(*args)
-        return await self.parse_response(connection, args[0], **options)
+        return await self.parse_response(cast(Connection, connection), args[0], **options)
 
 
 def create_redis(settings: Settings) -> Redis:
