@@ -51,6 +51,13 @@ class DeadlinePool(BlockingConnectionPool):
         self._at_hand: list[AbstractConnection] = []
         self._waiting = 0
 
+    async def make_ready(self, connection: AbstractConnection) -> None:
+        """`ensure_connection` for a connection taken at hand: an open connection with nothing
+        unread is ready as it is (redis-py's check runs its reconnect machinery either way)."""
+        if connection.is_connected and not await connection.can_read():
+            return
+        await self.ensure_connection(connection)
+
     def take_at_hand(self) -> AbstractConnection | None:
         """A connection given back earlier, not yet checked (`ensure_connection`), or None."""
         return self._at_hand.pop() if self._at_hand else None
@@ -59,7 +66,7 @@ class DeadlinePool(BlockingConnectionPool):
         connection = self.take_at_hand()
         if connection is not None:
             try:
-                await self.ensure_connection(connection)
+                await self.make_ready(connection)
             except BaseException:
                 await super().release(connection)
                 raise
@@ -110,7 +117,7 @@ class DeadlineRedis(Redis):
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
                 if not checked:
-                    await pool.ensure_connection(connection)
+                    await pool.make_ready(connection)
                 return await connection.retry.call_with_retry(
                     lambda: self._round_trip(connection, args, options),
                     lambda _error: connection.disconnect(),
