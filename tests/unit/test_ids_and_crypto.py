@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import string
 from collections.abc import Callable
@@ -131,3 +132,31 @@ def test_ulid_is_the_time_and_the_random_bits_in_crockford_digits(
         monkeypatch.setattr(ids.time, "time_ns", lambda millis=millis: millis * 1_000_000)
         monkeypatch.setattr(ids.os, "urandom", lambda n, r=random_part: r.to_bytes(n, "big"))
         assert ids.ulid() == _ulid_digits(millis << 80 | random_part)
+
+
+def test_request_ids_are_unique_ulids_in_creation_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = itertools.count(1_732_000_000_000)
+    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock) * 1_000_000)
+
+    made = [ids.request_id() for _ in range(2000)]
+
+    assert all(re.fullmatch(rf"[{CROCKFORD}]{{26}}", value) for value in made)
+    assert sorted(made) == made
+    assert len(set(made)) == len(made)
+
+
+def test_a_forked_process_draws_other_request_ids() -> None:
+    """The generator is seeded again in a child: a fork must not repeat its parent's ids."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its next random part, then out without pytest's teardown
+        os.write(writer, ids.request_id()[10:].encode())
+        os._exit(0)
+    os.close(writer)
+    try:
+        theirs = os.read(reader, 64).decode()
+    finally:
+        os.close(reader)
+        os.waitpid(child, 0)
+    assert theirs
+    assert theirs != ids.request_id()[10:]

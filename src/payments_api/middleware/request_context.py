@@ -13,7 +13,7 @@ import structlog
 from starlette.types import Scope
 
 from payments_api.config.constants import REQUEST_ID_MAX_LENGTH
-from payments_api.utils.ids import ulid
+from payments_api.utils import ids
 
 RESPONSE_HEADERS = "response_headers"
 """The state key under which a layer leaves headers for the edge to add to the answer."""
@@ -70,7 +70,8 @@ def start_request(
 ) -> tuple[str, dict[str, object]]:
     """The request's id (the first sane `X-Request-ID`, else a new one) and its fresh state,
     put on the scope and bound to the log context."""
-    request_id = next((raw.decode("ascii") for raw in request_ids if _sane(raw)), "") or ulid()
+    sane = next((raw.decode("ascii") for raw in request_ids if _sane(raw)), "")
+    request_id = sane or ids.request_id()
     client = scope.get("client")
     peer = str(client[0]) if client else ""
     client_ip = peer

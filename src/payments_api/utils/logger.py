@@ -56,6 +56,17 @@ class _LineWriter:
         stream.write(message + "\n")
         stream.flush()
 
+    def write_line(self, line: bytes) -> None:
+        """A line already encoded: to the stream's bytes beneath it where it has them (every
+        line is flushed, so nothing of the text layer is pending to go first)."""
+        stream = self.stream or sys.stdout
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:
+            self.msg(line.decode())
+            return
+        buffer.write(line + b"\n")
+        buffer.flush()
+
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
@@ -99,7 +110,11 @@ def log_request(level: str, fields: dict[str, Any]) -> None:
         "component": "http",
         **redact(None, level, fields),
     }
-    _WRITER.msg(_json_dumps(line))
+    try:
+        encoded = orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        encoded = _json_dumps(line).encode()
+    _WRITER.write_line(encoded)
 
 
 def _rendering() -> list[Processor]:
