@@ -10,11 +10,10 @@ no `server` header. The body has the shape of the service's /health, with cheap 
 
 from __future__ import annotations
 
-import argparse
 import time
 
-import uvicorn
 from fastapi import FastAPI
+from serving import serve
 
 STARTED = time.monotonic()
 
@@ -32,22 +31,5 @@ async def health() -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-    )
-
-
 if __name__ == "__main__":
-    main()
+    serve(app, __doc__.splitlines()[0])

@@ -22,7 +22,6 @@ header.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -30,28 +29,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from redis.asyncio import Redis
+from serving import serve
+
+from payments_api.middleware.security_headers import API_HEADERS  # the service's own
 
 PREFIX = "/api/v1/payments/"
-CSP = (
-    b"default-src 'self'; base-uri 'self'; font-src 'self' https: data:; "
-    b"form-action 'self'; frame-ancestors 'none'; img-src 'self' data: https:; "
-    b"object-src 'none'; script-src 'self'; script-src-attr 'none'; "
-    b"style-src 'self' 'unsafe-inline'; upgrade-insecure-requests"
-)
-# The service's security headers (helmet's defaults for an API), sent with every answer.
-SECURITY_HEADERS = [
-    (b"strict-transport-security", b"max-age=31536000; includeSubDomains; preload"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-    (b"cross-origin-resource-policy", b"same-origin"),
-    (b"x-dns-prefetch-control", b"off"),
-    (b"x-permitted-cross-domain-policies", b"none"),
-    (b"content-security-policy", CSP),
-]
 RATE_LIMIT = b"100000000"
 WINDOW_S = 15 * 60
 
@@ -94,7 +77,7 @@ async def send_json(send: Any, status: int, body: bytes, request_id: str) -> Non
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
-        *SECURITY_HEADERS,
+        *API_HEADERS,
         (b"ratelimit-limit", RATE_LIMIT),
         (b"ratelimit-remaining", RATE_LIMIT),
         (b"ratelimit-reset", str(WINDOW_S - int(time.time()) % WINDOW_S).encode()),
@@ -142,23 +125,5 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     log_line(scope, status, started, request_id, user_agent)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        server_header=False,
-        log_level="warning",
-        lifespan="on",
-    )
-
-
 if __name__ == "__main__":
-    main()
+    serve(app, __doc__.splitlines()[0])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.fixtures.processes import ProcessStack, open_shop, pay
+from tests.fixtures.processes import ProcessStack, Shop, open_shop, pay
 
 REVOCATION_SECONDS = 5.0
 POLL_SECONDS = 0.1
@@ -145,39 +145,45 @@ def test_a_deactivated_user_is_refused_by_the_other_process_within_5_s(
         assert answer.json()["error"] == "USER_INACTIVE"
 
 
-def test_a_deactivated_merchant_cannot_be_paid_on_the_other_process_within_5_s(
-    stack: ProcessStack,
+def refused_on_the_other_process(
+    stack: ProcessStack, change: Callable[[httpx.Client, Shop], httpx.Response], code: str
 ) -> None:
+    """A payment made on the second process (which then trusts its payer and merchant), the
+    `change` made on the first, then payments on the second until refused with `code`."""
     first, second = stack.api(), stack.api("api-2")
     with first.client() as one, second.client() as two:
         shop = open_shop(one)
         merchant_id = shop.merchant.merchant_id
-        assert pay(two, shop.user, merchant_id, 1_000).status_code == 201  # trusted there now
+        assert pay(two, shop.user, merchant_id, 1_000).status_code == 201
 
-        deactivated = one.patch(
-            f"/api/v1/merchants/{merchant_id}", json={"isActive": False}, headers=shop.admin
-        )
+        changed = change(one, shop)
         since = time.monotonic()
 
-        assert deactivated.status_code == 200, deactivated.text
-        refused_as(lambda: pay(two, shop.user, merchant_id, 1_000), "MERCHANT_NOT_FOUND", since)
+        assert changed.status_code == 200, changed.text
+        refused_as(lambda: pay(two, shop.user, merchant_id, 1_000), code, since)
+
+
+def test_a_deactivated_merchant_cannot_be_paid_on_the_other_process_within_5_s(
+    stack: ProcessStack,
+) -> None:
+    refused_on_the_other_process(
+        stack,
+        lambda one, shop: one.patch(
+            f"/api/v1/merchants/{shop.merchant.merchant_id}",
+            json={"isActive": False},
+            headers=shop.admin,
+        ),
+        "MERCHANT_NOT_FOUND",
+    )
 
 
 def test_a_lowered_daily_limit_holds_on_the_other_process_within_5_s(
     stack: ProcessStack,
 ) -> None:
-    first, second = stack.api(), stack.api("api-2")
-    with first.client() as one, second.client() as two:
-        shop = open_shop(one)
-        merchant_id = shop.merchant.merchant_id
-        assert pay(two, shop.user, merchant_id, 1_000).status_code == 201  # trusted there now
-
-        lowered = one.patch(
+    refused_on_the_other_process(
+        stack,
+        lambda one, shop: one.patch(
             f"/api/v1/users/{shop.user.user_id}", json={"dailyLimit": 1_500}, headers=shop.admin
-        )
-        since = time.monotonic()
-
-        assert lowered.status_code == 200, lowered.text
-        refused_as(lambda: pay(two, shop.user, merchant_id, 1_000), "DAILY_LIMIT_EXCEEDED", since)
-        stats = two.get("/api/v1/users/me/stats", headers=shop.user.headers).json()["stats"]
-        assert stats["dailyLimit"] == 1_500
+        ),
+        "DAILY_LIMIT_EXCEEDED",
+    )
