@@ -13,6 +13,7 @@ import asyncio
 import time
 from typing import Any, cast
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import RedisError
@@ -110,13 +111,13 @@ class DeadlineRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         pool = cast(DeadlinePool, self.connection_pool)  # create_redis builds it so
         connection = pool.take_at_hand()
-        checked = connection is None
-        if connection is None:
+        at_hand = connection is not None
+        if connection is None:  # the pool checks what it hands over
             async with asyncio.timeout(POOL_WAIT_SECONDS):
                 connection = await pool.get_connection()
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
-                if not checked:
+                if at_hand:
                     await pool.make_ready(connection)
                 return await connection.retry.call_with_retry(
                     lambda: self._round_trip(connection, args, options),
@@ -128,8 +129,22 @@ class DeadlineRedis(Redis):
     async def _round_trip(
         self, connection: AbstractConnection, args: tuple[Any, ...], options: dict[str, Any]
     ) -> Any:
-        await connection.send_command(*args)
+        await connection.send_packed_command(_packed(connection, args))
         return await self.parse_response(cast(Connection, connection), args[0], **options)
+
+
+def _packed(connection: AbstractConnection, args: tuple[Any, ...]) -> bytes | list[bytes]:
+    """The command in RESP, by hiredis's packer in C (the same bytes as redis-py's, in a fifth
+    of the time) unless the name holds a space: redis-py sends `CLIENT KILL` as two words."""
+    name = args[0]
+    if isinstance(name, str) and " " not in name:
+        try:
+            packed_in_c: bytes = hiredis.pack_command(args)
+            return packed_in_c
+        except TypeError:  # an argument hiredis does not pack (a memoryview, say)
+            pass
+    packed: list[bytes] = connection.pack_command(*args)
+    return packed
 
 
 def create_redis(settings: Settings) -> Redis:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 import time
@@ -10,8 +9,8 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-# RFC 4648's base32 alphabet, as base64.b32encode writes it, to Crockford's.
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+_DIGIT_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+_PAIR_SHIFTS = range(120, -1, -10)
 
 
 def ulid() -> str:
@@ -44,11 +43,9 @@ def request_id() -> str:
 
 
 def _encode(value: int) -> str:
-    """128 bits as 26 Crockford digits: shifted to the top of 17 bytes and base32-encoded in
-    C, the first 26 characters are the digits (a loop over them in Python was a request's
-    tenth)."""
-    encoded = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
-    return encoded.translate(_FROM_RFC4648).decode("ascii")
+    """128 bits as 26 Crockford digits, two at a time: 13 look-ups of 10 bits in a table of
+    every pair of digits (a loop over the 26 digits was a request's tenth)."""
+    return "".join([_DIGIT_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def new_id(prefix: str) -> str:

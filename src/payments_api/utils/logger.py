@@ -24,7 +24,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from payments_api import __version__
 from payments_api.utils.clock import iso_now
-from payments_api.utils.redaction import redact
+from payments_api.utils.redaction import redact, scrub_text
 
 
 class _StaticFields:
@@ -95,10 +95,20 @@ def _json_dumps(value: Any, **kwargs: Any) -> str:
         return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
+_CLIENT_SUPPLIED = ("requestId", "path", "userAgent", "ip")
+"""The access line's fields whose text a client chose (`ip` through `X-Forwarded-For`); the
+others are the server's own: the parsed method, the status, the duration, our own ids."""
+
+
 def log_request(level: str, fields: dict[str, Any]) -> None:
-    """The access line of one request (`level` info, warning or error), `fields` redacted."""
+    """The access line of one request (`level` info, warning or error), its client-supplied
+    fields redacted as any line's strings are (`scrub_text`)."""
     if _REQUEST_LEVELS[level] < _THRESHOLD.level:
         return
+    for key in _CLIENT_SUPPLIED:
+        value = fields.get(key)
+        if value:
+            fields[key] = scrub_text(value)
     line = {
         "@timestamp": iso_now(6),
         "level": level,
@@ -108,7 +118,7 @@ def log_request(level: str, fields: dict[str, Any]) -> None:
         "version": __version__,
         "pid": os.getpid(),
         "component": "http",
-        **redact(None, level, fields),
+        **fields,
     }
     try:
         encoded = orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS)
