@@ -6,8 +6,9 @@ same lines through the same processors (`stdlib_log_config`, which `serve` hands
 every server process applies it, `--workers` ones included).
 
 The access line, one per request, is the exception to the processor chain: `log_request`
-builds it directly — the same fields every line has, the same redaction of every field, the
-same writer and level — because the chain's generic steps were a tenth of a cached read.
+builds it directly — the same fields every line has, the same scrubbing of every field a
+client supplied, the same writer and level — because the chain's generic steps were a tenth
+of a cached read.
 """
 
 from __future__ import annotations
