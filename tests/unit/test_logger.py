@@ -301,3 +301,17 @@ async def test_access_line_follows_the_log_level(client: httpx.AsyncClient) -> N
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     access = [line for line in lines if line["message"] == "request completed"]
     assert [(line["path"], line["level"]) for line in access] == [("/no/such/route", "warning")]
+
+
+def test_a_line_orjson_refuses_is_still_one_json_line() -> None:
+    """An integer beyond 64 bits or a lone surrogate (a JSON `\\ud800` escape in a body) goes
+    through the standard library instead of losing the line."""
+    stream = io.StringIO()
+    configure_logging("info", "test", stream=stream)
+    try:
+        structlog.get_logger().info("odd values", big=2**70, text="a\ud800b")
+    finally:
+        configure_logging("info", "test")
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["big"] == 2**70
+    assert line["text"] == "a\ud800b"

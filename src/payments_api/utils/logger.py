@@ -88,12 +88,19 @@ class _Threshold:
 _THRESHOLD = _Threshold()
 
 
-def _json_dumps(value: Any, **kwargs: Any) -> str:
-    """orjson; the standard library for what orjson refuses (an integer beyond 64 bits)."""
+def _json_bytes(value: Any) -> bytes:
+    """orjson; the standard library for what orjson refuses (an integer beyond 64 bits, a lone
+    surrogate in a string, which is escaped rather than lose the line)."""
     try:
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
-        return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _json_dumps(value: Any, **kwargs: Any) -> str:
+    """structlog's serializer: the same JSON as text."""
+    return _json_bytes(value).decode()
 
 
 _CLIENT_SUPPLIED = ("requestId", "path", "userAgent", "ip")
@@ -121,11 +128,7 @@ def log_request(level: str, fields: dict[str, Any]) -> None:
         "component": "http",
         **fields,
     }
-    try:
-        encoded = orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS)
-    except orjson.JSONEncodeError:
-        encoded = _json_dumps(line).encode()
-    _WRITER.write_line(encoded)
+    _WRITER.write_line(_json_bytes(line))
 
 
 def _rendering() -> list[Processor]:
