@@ -32,7 +32,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from payments_api.config.constants import MAX_HEADER_BYTES
 from payments_api.middleware.security_headers import API_HEADERS
-from payments_api.utils.ids import ulid
+from payments_api.utils.ids import request_id as new_request_id
 from payments_api.utils.logger import log_security_event
 
 MAX_REQUEST_LINE_BYTES = 8 * 1024
@@ -113,7 +113,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, code: str, message: str) -> str:
         """Answer `status` with the contract's body (its request id returned) and close."""
         self.refused = True
-        request_id = ulid()
+        request_id = new_request_id()
         if self.transport.is_closing():
             return request_id
         if self.cycle is not None and not self.cycle.response_complete:
