@@ -5,6 +5,8 @@ counted (and `receive` and `send` wrapped): the server delivers no more of a bod
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments_api.errors import PayloadTooLarge
@@ -20,10 +22,9 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         length: bytes | None = None
         chunked = False
         for name, value in scope["headers"]:
@@ -33,13 +34,12 @@ class BodyLimitMiddleware:
                 chunked = True
         declared = length is not None and length.isdigit()
         if declared and int(length or b"0") > self.max_bytes:
-            await self._reject(scope, send)
-            return
+            return self._reject(scope, send)
         if not chunked and (declared or scope["method"] in _NO_BODY):
-            # A body of a declared length, which the server delivers no more of, or none.
-            await self.app(scope, receive, send)
-            return
-        await self._limited(scope, receive, send)
+            # A body of a declared length, which the server delivers no more of, or none:
+            # handed on, with no frame of ours beneath.
+            return self.app(scope, receive, send)
+        return self._limited(scope, receive, send)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A body of no declared length, counted as it arrives."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -13,11 +15,10 @@ class CompressionMiddleware:
         self.app = app
         self.gzip = GZipMiddleware(app, minimum_size=MINIMUM_SIZE)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "http" and _wants_gzip(scope["headers"]):
-            await self.gzip(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return self.gzip(scope, receive, send)
+        return self.app(scope, receive, send)  # handed on: no frame of ours beneath
 
 
 def _wants_gzip(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -11,7 +11,7 @@ Cost: one string comparison per request that is not a HEAD.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import fastapi.routing
@@ -26,10 +26,12 @@ class HeadAsGetMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # handed on: no frame of ours beneath
+        return self._as_get(scope, receive, send)
+
+    async def _as_get(self, scope: Scope, receive: Receive, send: Send) -> None:
         as_get = {**scope, "method": "GET"}  # the state dict is shared, not copied
 
         async def without_body(message: Message) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from limits import RateLimitItem
@@ -42,10 +42,12 @@ class RateLimitMiddleware:
         self.limit = str(item.amount).encode()
         self.prefetch = prefetch
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # handed on: no frame of ours beneath
+        return self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = scope["app"].state.services
         identity = await self._identify(scope, services)
         prefetch_key = self.prefetch(scope) if self.prefetch else None
