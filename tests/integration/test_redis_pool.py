@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -17,9 +18,11 @@ from payments_api.config.redis import create_redis
 from payments_api.config.settings import Settings
 from tests.fixtures.apps import running
 from tests.fixtures.payments import payment_body, post_payment, user_and_merchant
+from tests.fixtures.relay import Relay
 
 BURST = 350
 SMALL_POOL = 32
+HUNG_COMMAND_GUARD_SECONDS = 10.0
 
 
 @pytest.fixture
@@ -136,3 +139,30 @@ async def test_a_connection_redis_dropped_fails_one_command_and_is_replaced(
     finally:
         await redis.aclose()
         await killer.aclose()
+
+
+async def test_a_redis_that_stops_answering_fails_the_command_at_its_deadline(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that takes the command and never answers (behind a relay holding its answers)
+    fails that command with TimeoutError at COMMAND_TIMEOUT_SECONDS, not never; once Redis
+    answers again, the next command is served on a fresh connection."""
+    monkeypatch.setattr(redis_config, "COMMAND_TIMEOUT_SECONDS", 0.3)
+    upstream = urlsplit(settings.redis_url or "").port
+    assert upstream is not None
+    with Relay(upstream) as relay:
+        redis = create_redis(
+            settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{relay.port}/0"})
+        )
+        try:
+            assert await redis.ping() is True
+            relay.hold_answers()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(redis.get("unanswered"), HUNG_COMMAND_GUARD_SECONDS)
+            assert loop.time() - started < HUNG_COMMAND_GUARD_SECONDS / 2  # its deadline, not ours
+            relay.passthrough()
+            assert await redis.ping() is True
+        finally:
+            await redis.aclose()

@@ -22,6 +22,7 @@ from payments_api.config.constants import SERVER_WAIT_SECONDS
 from payments_api.config.database import describe_uri
 from payments_api.config.settings import Settings
 from payments_api.errors import StartupError
+from payments_api.utils.deadlines import Deadline, SharedDeadlines
 from payments_api.utils.logger import get_logger
 
 logger = get_logger("redis")
@@ -31,6 +32,15 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 MAX_CONNECTIONS = 256
 POOL_WAIT_SECONDS = 5.0
 """The longest a caller waits for a connection from the pool, connecting it included."""
+
+_COMMAND_DEADLINES = SharedDeadlines()
+
+
+def command_deadline() -> Deadline:
+    """`async with command_deadline():` — COMMAND_TIMEOUT_SECONDS for Redis to answer, the
+    one deadline of every Redis command and pipeline (`utils/deadlines.py`: one timer per 50 ms
+    of deadlines, not one per command)."""
+    return _COMMAND_DEADLINES.within(COMMAND_TIMEOUT_SECONDS)
 
 
 class DeadlinePool(BlockingConnectionPool):
@@ -97,7 +107,7 @@ class DeadlineRedis(Redis):
 
     redis-py's own `socket_timeout` bounds each socket write with `asyncio.wait_for`, which
     creates a task per command: an eighth of a cached read's CPU in the profile. The same
-    deadline around the whole command (write and read) costs one timer. It is
+    deadline around the whole command (write and read) is `command_deadline()`. It is
     COMMAND_TIMEOUT_SECONDS from the moment the command has a connection: one at hand at once
     (its check and any reconnect inside the deadline), else one the pool hands over within
     POOL_WAIT_SECONDS (a timer of its own, only then). Pipelines do not pass through here:
@@ -116,7 +126,7 @@ class DeadlineRedis(Redis):
             async with asyncio.timeout(POOL_WAIT_SECONDS):
                 connection = await pool.get_connection()
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+            async with command_deadline():
                 if at_hand:
                     await pool.make_ready(connection)
                 return await connection.retry.call_with_retry(

@@ -7,13 +7,12 @@ goes back behind a change the caller saw succeed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from payments_api.config.redis import COMMAND_TIMEOUT_SECONDS
+from payments_api.config.redis import command_deadline
 from payments_api.models.payment import Payment, public_view
 from payments_api.utils.cache import SET_IF_NEWER, LuaScript, versioned_payload
 from payments_api.utils.logger import get_logger
@@ -50,7 +49,7 @@ class PaymentCache:
         keys, args = [cache_key(payment.id)], [payment.version, payload, CACHE_TTL_MS]
         try:
             if stale:
-                async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):  # a pipeline's own
+                async with command_deadline():  # a pipeline's own
                     await self._set_if_newer.then_delete(keys, args, stale)
             else:
                 await self._set_if_newer(keys, args)

@@ -7,7 +7,6 @@ The count itself is one script that also fetches the key the request's route rea
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ from limits import RateLimitItem
 from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
-from payments_api.config.redis import COMMAND_TIMEOUT_SECONDS
+from payments_api.config.redis import command_deadline
 from payments_api.utils.cache import LuaScript
 
 KEY_PREFIX = "ratelimit"
@@ -68,7 +67,7 @@ class RateLimiter:
             known = self._resets.get(key)
             if known is not None and known > now:
                 return known
-            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):  # limits' own client
+            async with command_deadline():  # limits' own client
                 reset_at = await self.storage.get_expiry(key)
         if len(self._resets) >= MAX_REMEMBERED_WINDOWS:
             self._resets.clear()

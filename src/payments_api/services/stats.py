@@ -4,7 +4,6 @@ today's spending comes from the daily-limit document."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from payments_api.config.database import Database
-from payments_api.config.redis import COMMAND_TIMEOUT_SECONDS
+from payments_api.config.redis import command_deadline
 from payments_api.models import user as user_store
 from payments_api.services.daily_limits import DailyLimitService
 from payments_api.utils.clock import iso_utc, utcnow
@@ -60,7 +59,7 @@ class StatsService:
             "dailyLimit": str(user.daily_limit),
         }
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS), self.redis.pipeline() as pipe:
+            async with command_deadline(), self.redis.pipeline() as pipe:
                 pipe.hset(key, mapping=dict[Any, Any](totals))
                 pipe.expire(key, STATS_TTL_SECONDS)
                 await pipe.execute()
