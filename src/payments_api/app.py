@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -69,16 +69,19 @@ class PaymentsApp(FastAPI):
         self.stack_of_edge = stack
         return stack
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A coroutine function, not a function returning one like the layers inside: servers
+        # tell an ASGI 3 app from an ASGI 2 one by that (uvicorn's `interface="auto"`).
         edge = self.edge
         if (
             edge is None
             or scope["type"] != "http"
             or self.middleware_stack is not self.stack_of_edge
         ):
-            return super().__call__(scope, receive, send)  # builds the stack on first use
+            await super().__call__(scope, receive, send)  # builds the stack on first use
+            return
         scope["app"] = self
-        return edge(scope, receive, send)
+        await edge(scope, receive, send)
 
 
 def _edge_beneath(stack: ASGIApp) -> EdgeMiddleware | None:

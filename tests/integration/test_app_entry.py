@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -58,3 +59,11 @@ async def test_a_layer_put_before_the_edge_sees_every_request(
     assert response.status_code == 200
     assert response.headers.get("x-marked") == "1"
     assert "x-request-id" in response.headers  # the edge, inside the new layer, still ran
+
+
+def test_uvicorn_takes_the_app_for_an_asgi_3_app(app: FastAPI) -> None:
+    """uvicorn tells ASGI 3 from ASGI 2 by whether `__call__` is a coroutine function; taken
+    for ASGI 2, the app fails at start-up (`make run` would not start)."""
+    config = uvicorn.Config(app, log_config=None)
+    config.load()
+    assert config.interface == "asgi3"
