@@ -18,7 +18,7 @@ async def _overrun(deadlines: SharedDeadlines) -> bool:
     guard, if the deadline never fires, raises outside the `try`)."""
     async with asyncio.timeout(GUARD):
         try:
-            async with deadlines.within(SHORT):
+            with deadlines.within(SHORT):
                 await asyncio.sleep(LONG)
         except TimeoutError:
             return True
@@ -35,7 +35,7 @@ async def test_a_block_that_overruns_raises_timeout_error_after_its_deadline() -
 
 async def test_a_block_that_ends_in_time_is_never_cancelled_afterwards() -> None:
     deadlines = SharedDeadlines()
-    async with deadlines.within(SHORT):
+    with deadlines.within(SHORT):
         await asyncio.sleep(0)
     await asyncio.sleep(SHORT + 3 * deadlines.granularity)  # past the group's timer
     task = asyncio.current_task()
@@ -48,7 +48,7 @@ async def test_a_cancellation_from_elsewhere_is_not_turned_into_a_timeout() -> N
     entered = asyncio.Event()
 
     async def bounded() -> None:
-        async with deadlines.within(LONG):
+        with deadlines.within(LONG):
             entered.set()
             await asyncio.sleep(LONG)
 
@@ -61,9 +61,14 @@ async def test_a_cancellation_from_elsewhere_is_not_turned_into_a_timeout() -> N
 
 async def test_an_outer_timeout_still_fires_through_a_longer_shared_deadline() -> None:
     deadlines = SharedDeadlines()
+
+    async def block() -> None:
+        async with asyncio.timeout(SHORT):
+            with deadlines.within(LONG):
+                await asyncio.sleep(LONG)
+
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(SHORT), deadlines.within(LONG):
-            await asyncio.sleep(LONG)
+        await block()
 
 
 async def test_a_shared_deadline_inside_a_longer_timeout_leaves_it_armed() -> None:
@@ -90,11 +95,12 @@ async def test_another_exception_the_block_raises_when_cancelled_is_kept() -> No
     deadlines = SharedDeadlines()
 
     async def block() -> None:
-        async with asyncio.timeout(GUARD), deadlines.within(SHORT):
-            try:
-                await asyncio.sleep(LONG)
-            except asyncio.CancelledError:
-                raise LookupError("the block's own") from None
+        async with asyncio.timeout(GUARD):
+            with deadlines.within(SHORT):
+                try:
+                    await asyncio.sleep(LONG)
+                except asyncio.CancelledError:
+                    raise LookupError("the block's own") from None
 
     with pytest.raises(LookupError):
         await block()
@@ -106,7 +112,7 @@ async def test_blocks_of_one_slice_expire_alone_their_neighbours_that_finished()
 
     async def block(overruns: bool) -> str:
         try:
-            async with deadlines.within(SHORT):
+            with deadlines.within(SHORT):
                 await asyncio.sleep(LONG if overruns else 0)
         except TimeoutError:
             return "timed out"
@@ -126,7 +132,7 @@ def test_deadlines_work_on_each_new_event_loop() -> None:
     deadlines = SharedDeadlines(granularity=1.0)
 
     async def in_time() -> None:
-        async with deadlines.within(SHORT):
+        with deadlines.within(SHORT):
             await asyncio.sleep(0)
 
     asyncio.run(in_time())

@@ -37,7 +37,7 @@ _COMMAND_DEADLINES = SharedDeadlines()
 
 
 def command_deadline() -> Deadline:
-    """`async with command_deadline():` — COMMAND_TIMEOUT_SECONDS for Redis to answer, the
+    """`with command_deadline():` — COMMAND_TIMEOUT_SECONDS for Redis to answer, the
     one deadline of every Redis command and pipeline (`utils/deadlines.py`: one timer per 50 ms
     of deadlines, not one per command)."""
     return _COMMAND_DEADLINES.within(COMMAND_TIMEOUT_SECONDS)
@@ -126,7 +126,7 @@ class DeadlineRedis(Redis):
             async with asyncio.timeout(POOL_WAIT_SECONDS):
                 connection = await pool.get_connection()
         try:
-            async with command_deadline():
+            with command_deadline():
                 if at_hand:
                     await pool.make_ready(connection)
                 return await connection.retry.call_with_retry(

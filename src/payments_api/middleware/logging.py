@@ -13,9 +13,8 @@ from payments_api.utils.metrics import Metrics
 UNMATCHED_ROUTE = "<unmatched>"
 
 
-def client_ip(scope: Scope) -> str:
+def client_ip(scope: Scope, state: dict[str, object]) -> str:
     """The client address as resolved for this request (after trusted-proxy handling)."""
-    state = request_state(scope)
     resolved = state.get("client_ip")
     if isinstance(resolved, str):
         return resolved
@@ -23,10 +22,10 @@ def client_ip(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
-def route_template(scope: Scope) -> str:
+def route_template(scope: Scope, state: dict[str, object]) -> str:
     """`/api/v1/payments/{paymentId}`, never the raw path, so metric labels stay bounded.
     A request answered before routing names its template in the request state."""
-    named = request_state(scope).get("route_template")
+    named = state.get("route_template")
     if isinstance(named, str):
         return named
     route = scope.get("route")
@@ -42,8 +41,8 @@ class AccessLog:
         self.metrics = metrics
 
     def record(self, scope: Scope, status: int, elapsed: float, user_agent: bytes) -> None:
-        self.metrics.observe_request(scope["method"], route_template(scope), status, elapsed)
         state = request_state(scope)
+        self.metrics.observe_request(scope["method"], route_template(scope, state), status, elapsed)
         fields: dict[str, Any] = {
             "requestId": state.get("request_id", ""),
             "method": scope["method"],
@@ -51,7 +50,7 @@ class AccessLog:
             "statusCode": status,
             "durationMs": round(elapsed * 1000, 2),
             "userAgent": user_agent.decode("latin-1"),
-            "ip": client_ip(scope),
+            "ip": client_ip(scope, state),
         }
         for key in ("userId", "merchantId"):
             value = state.get(key)

@@ -49,7 +49,7 @@ class PaymentCache:
         keys, args = [cache_key(payment.id)], [payment.version, payload, CACHE_TTL_MS]
         try:
             if stale:
-                async with command_deadline():  # a pipeline's own
+                with command_deadline():  # a pipeline's own
                     await self._set_if_newer.then_delete(keys, args, stale)
             else:
                 await self._set_if_newer(keys, args)

@@ -47,11 +47,23 @@ class RateLimiter:
         )
         self._hit = LuaScript(redis, _HIT_AND_PREFETCH)
         self._resets: dict[str, float] = {}
+        self._keys: dict[str, tuple[str, str]] = {}
+
+    def _window_keys(self, identity: str) -> tuple[str, str]:
+        """The caller's window as `limits` names it and its counter's Redis key, built once
+        per caller (`key_for` joins and escapes five parts)."""
+        keys = self._keys.get(identity)
+        if keys is None:
+            if len(self._keys) >= MAX_REMEMBERED_WINDOWS:
+                self._keys.clear()
+            key = self.item.key_for(identity)
+            keys = self._keys[identity] = (key, f"{KEY_PREFIX}:{key}")
+        return keys
 
     async def hit(self, identity: str, prefetch_key: str | None) -> tuple[int, float, Any]:
         """Count one request: (count in this window, when it resets, the prefetched value)."""
-        key = self.item.key_for(identity)
-        keys = [f"{KEY_PREFIX}:{key}"]
+        key, counter = self._window_keys(identity)
+        keys = [counter]
         if prefetch_key:
             keys.append(prefetch_key)
         reply = await self._hit(keys=keys, args=[self.expiry, 1])
@@ -67,7 +79,7 @@ class RateLimiter:
             known = self._resets.get(key)
             if known is not None and known > now:
                 return known
-            async with command_deadline():  # limits' own client
+            with command_deadline():  # limits' own client
                 reset_at = await self.storage.get_expiry(key)
         if len(self._resets) >= MAX_REMEMBERED_WINDOWS:
             self._resets.clear()

@@ -59,10 +59,11 @@ class StatsService:
             "dailyLimit": str(user.daily_limit),
         }
         try:
-            async with command_deadline(), self.redis.pipeline() as pipe:
-                pipe.hset(key, mapping=dict[Any, Any](totals))
-                pipe.expire(key, STATS_TTL_SECONDS)
-                await pipe.execute()
+            with command_deadline():
+                async with self.redis.pipeline() as pipe:
+                    pipe.hset(key, mapping=dict[Any, Any](totals))
+                    pipe.expire(key, STATS_TTL_SECONDS)
+                    await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.warning("could not cache stats", error=type(exc).__name__)
         return totals
