@@ -23,15 +23,6 @@ from types import TracebackType
 DEFAULT_GRANULARITY_SECONDS = 0.05
 
 
-class _Group:
-    """The blocks whose deadline falls in one slice, and the timer that expires them."""
-
-    __slots__ = ("blocks",)
-
-    def __init__(self) -> None:
-        self.blocks: set[Deadline] = set()
-
-
 class SharedDeadlines:
     """`with deadlines.within(seconds):` bounds the block like `async with asyncio.timeout()`.
 
@@ -41,12 +32,13 @@ class SharedDeadlines:
     def __init__(self, granularity: float = DEFAULT_GRANULARITY_SECONDS) -> None:
         self.granularity = granularity
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._groups: dict[int, _Group] = {}
+        self._groups: dict[int, set[Deadline]] = {}
+        """Per slice, the blocks whose deadline falls in it (one timer each)."""
 
     def within(self, seconds: float) -> Deadline:
         return Deadline(self, seconds)
 
-    def _join(self, block: Deadline, seconds: float) -> _Group:
+    def _join(self, block: Deadline, seconds: float) -> set[Deadline]:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # another loop (a test's): its groups start afresh
             self._loop = loop
@@ -54,18 +46,18 @@ class SharedDeadlines:
         slot = math.ceil((loop.time() + seconds) / self.granularity)
         group = self._groups.get(slot)
         if group is None:
-            group = self._groups[slot] = _Group()
+            group = self._groups[slot] = set()
             loop.call_at(slot * self.granularity, self._expire, slot, group)
-        group.blocks.add(block)
+        group.add(block)
         return group
 
-    def _expire(self, slot: int, group: _Group) -> None:
+    def _expire(self, slot: int, group: set[Deadline]) -> None:
         if self._groups.get(slot) is group:
             del self._groups[slot]
-        for block in group.blocks:
+        for block in group:
             block.expired = True
             block.task.cancel()
-        group.blocks.clear()
+        group.clear()
 
 
 class Deadline:
@@ -76,7 +68,7 @@ class Deadline:
     def __init__(self, deadlines: SharedDeadlines, seconds: float) -> None:
         self._deadlines = deadlines
         self._seconds = seconds
-        self._group: _Group | None = None
+        self._group: set[Deadline] | None = None
         self._cancelling = 0
         self.expired = False
         self.task: asyncio.Task[object]
@@ -97,7 +89,7 @@ class Deadline:
         traceback: TracebackType | None,
     ) -> None:
         if self._group is not None:
-            self._group.blocks.discard(self)
+            self._group.discard(self)
             self._group = None
         # uncancel() is called whatever the exception: the cancellation was ours.
         if (
