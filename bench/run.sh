@@ -287,7 +287,7 @@ start_service() {
 }
 
 start_references() {
-  start_bg raw-asgi "$ROOT" "${PIN_SERVER[@]}" env REDIS_URL="$REDIS_URL" \
+  start_bg raw-asgi "$ROOT" "${PIN_SERVER[@]}" env REDIS_URL="$REDIS_URL" BENCH_READER_ID="$USER_ID" \
     "$PY" "$BENCH/references/raw_asgi.py" --port "$RAW_PORT"
   start_bg bare-fastapi "$ROOT" "${PIN_SERVER[@]}" \
     "$PY" "$BENCH/references/bare_fastapi.py" --port "$BARE_PORT"
@@ -364,7 +364,7 @@ maybe_start_peer() {
 # and raw-asgi's, which reads the same entry, into 404s. Both scenarios are meant to be Redis
 # hits (the peer's entries live an hour), so the entry is kept for the run.
 pin_cache_entry() {
-  local key="payment:details:$PAYMENT_ID"
+  local key="payment:details:{$USER_ID}:$PAYMENT_ID"  # the user's entry (services/payment_cache.py)
   [ "$(rcli exists "$key")" = "1" ] \
     || die "$key is not in Redis after a read: the cached read would not be cached"
   rcli persist "$key" >/dev/null
@@ -708,6 +708,7 @@ main() {
   TOKEN=$(json_field token <"$RUN_DIR/seed.json")
   PAYMENT_ID=$(json_field paymentId <"$RUN_DIR/seed.json")
   MERCHANT_ID=$(json_field merchantId <"$RUN_DIR/seed.json")
+  USER_ID=$(json_field userId <"$RUN_DIR/seed.json")
   echo "    token: $TOKEN"
   echo "    paymentId: $PAYMENT_ID"
   pin_cache_entry

@@ -8,7 +8,8 @@ checks cost on top of the floor. Per request it does:
 - read the `authorization` header (401 unless it is a Bearer credential; the token is NOT
   verified: no JWT check, no ownership check, no rate-limit count — those are the service's);
 - ONE Redis round trip (redis.asyncio with hiredis, one client for the process): GET of
-  `payment:details:<id>`, the service's own cache entry (`<version>|<payment JSON>`);
+  the service's own cache entry of the payment for its user (`cache_key(user, id)`, holding
+  `<version>|<payment JSON>`; the user is BENCH_READER_ID, the token's, not read from it);
 - ONE JSON log line on standard output, flushed, with the fields of the service's access line;
 - 200 with the cached JSON in `{"success":true,"payment":…}` as stored (no parse, no
   re-serialisation, as the service sends it) and the service's response headers: x-request-id,
@@ -17,7 +18,7 @@ checks cost on top of the floor. Per request it does:
 Same server as the service: uvicorn, uvloop, httptools, one process, no access log, no `server`
 header.
 
-    REDIS_URL=redis://127.0.0.1:PORT/0 python bench/references/raw_asgi.py --port PORT
+    REDIS_URL=redis://127.0.0.1:PORT/0 BENCH_READER_ID=usr_… python bench/references/raw_asgi.py --port PORT
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from redis.asyncio import Redis
 from serving import serve
 
 from payments_api.middleware.security_headers import API_HEADERS  # the service's own
+from payments_api.services.payment_cache import cache_key  # the service's own
 
 PREFIX = "/api/v1/payments/"
 RATE_LIMIT = b"100000000"
 WINDOW_S = 15 * 60
+READER_ID = os.environ.get("BENCH_READER_ID", "")
 
 _redis: Redis | None = None
 
@@ -115,7 +118,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif not authorization.startswith(b"Bearer "):
         status, body = 401, b'{"error":"UNAUTHORIZED","message":"Missing token"}'
     else:
-        raw = await redis().get("payment:details:" + path[len(PREFIX) :])
+        raw = await redis().get(cache_key(READER_ID, path[len(PREFIX) :]))
         _, sep, payment = (raw or b"").partition(b"|")
         if sep:
             status, body = 200, b'{"success":true,"payment":' + payment + b"}"

@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from payments_api.config.settings import Settings
+from payments_api.services.idempotency import key_scope
 from tests.fixtures.apps import capture_logs
 from tests.fixtures.payments import (
     GatewayGate,
@@ -89,7 +90,8 @@ async def test_a_request_cut_off_before_the_gateway_is_reversed_and_replayed_as_
     assert sandbox_ledger(app).charges_made == 0
 
     # The client retries with its key once the dead request's lock has expired.
-    await app.state.services.redis.delete(f"idem:lock:pay:{shop.user.user_id}:cut-off-1")
+    lock = f"idem:lock:{key_scope('pay', shop.user.user_id)}:cut-off-1"
+    await app.state.services.redis.delete(lock)
     replay = await post_payment(client, shop.user, body, key="cut-off-1")
     assert replay.status_code == 503, replay.text
     answer = replay.json()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -11,11 +11,14 @@ import pytest
 from fastapi import FastAPI
 from motor.motor_asyncio import AsyncIOMotorClient
 from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from payments_api import __version__
+from payments_api.config.settings import Settings
+from tests.fixtures.apps import running
 from tests.fixtures.factories import create_merchant, register_user
-from tests.fixtures.servers import free_port
+from tests.fixtures.servers import free_port, scripts_refused
 
 MERCHANT_ROUTE = "/api/v1/merchants/{merchantId}"
 
@@ -128,6 +131,23 @@ async def test_not_ready_names_mongodb_when_it_is_unreachable(client: httpx.Asyn
     assert body["status"] == "not_ready"
     assert body["checks"]["redis"] == "ok"
     assert body["checks"]["mongodb"] in ("error", "timeout")
+
+
+async def test_not_ready_when_redis_answers_ping_but_runs_no_script(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """Every Redis step of the service is a script: a Redis that answers PING but refuses
+    scripts (here an ACL; on a misconfigured cluster, CROSSSLOT or MOVED) is not ready."""
+    with scripts_refused(redis_url) as url:
+        async with running(make_settings(redis_url=url)) as (_, client):
+            response = await client.get("/ready")
+        with SyncRedis.from_url(url) as same_user:
+            assert same_user.ping() is True
+    assert response.status_code == 503, response.text
+    assert response.json() == {
+        "status": "not_ready",
+        "checks": {"mongodb": "ok", "redis": "error"},
+    }
 
 
 async def test_ready_again_once_redis_is_back(app: FastAPI, client: httpx.AsyncClient) -> None:

@@ -54,12 +54,15 @@ def ids_of(body: dict[str, Any]) -> list[str]:
     return [payment["paymentId"] for payment in body["payments"]]
 
 
-async def forget_cached(app: FastAPI, payment_id: str) -> None:
-    await app.state.services.payments.cache.forget(payment_id)
+async def forget_cached(app: FastAPI, payment: dict[str, Any]) -> None:
+    """Drop both cache entries of `payment` (its user's and its merchant's)."""
+    readers = payment["userId"], payment["merchantId"]
+    await app.state.services.payments.cache.forget(payment["paymentId"], *readers)
 
 
-async def cached(app: FastAPI, payment_id: str) -> dict[str, Any] | None:
-    raw = await app.state.services.payments.cache.get(payment_id)
+async def cached(app: FastAPI, payment: dict[str, Any]) -> dict[str, Any] | None:
+    """What the cache holds of `payment` for its user."""
+    raw = await app.state.services.payments.cache.get(payment["userId"], payment["paymentId"])
     return json.loads(raw) if raw is not None else None
 
 
@@ -105,9 +108,9 @@ async def test_anyone_else_gets_the_same_404_as_for_an_unknown_id(
     other_merchant = await create_merchant(client, shop.admin)
     if cache == "warm":
         await read(client, shop.user.headers, payment_id)
-        assert await cached(app, payment_id) is not None
+        assert await cached(app, payment) is not None
     else:
-        await forget_cached(app, payment_id)
+        await forget_cached(app, payment)
 
     for headers in (stranger.headers, other_merchant.headers):
         response = await client.get(f"/api/v1/payments/{payment_id}", headers=headers)
@@ -137,10 +140,10 @@ async def test_a_read_served_from_the_cache_equals_the_first(
 ) -> None:
     shop, payment = await open_shop_and_pay(client)
     payment_id = payment["paymentId"]
-    await forget_cached(app, payment_id)
+    await forget_cached(app, payment)
 
     first = await read(client, shop.user.headers, payment_id)
-    assert await cached(app, payment_id) == first  # the first read filled the cache
+    assert await cached(app, payment) == first  # the first read filled the cache
     second = await read(client, shop.user.headers, payment_id)
     by_merchant = await read(client, shop.merchant.headers, payment_id)
 
@@ -156,7 +159,7 @@ async def test_cached_reads_answer_byte_for_byte_like_the_route_and_are_counted_
     template in /metrics."""
     shop, payment = await open_shop_and_pay(client)
     payment_id = payment["paymentId"]
-    await forget_cached(app, payment_id)
+    await forget_cached(app, payment)
 
     slow = await client.get(f"/api/v1/payments/{payment_id}", headers=shop.user.headers)
     fast = await client.get(f"/api/v1/payments/{payment_id}", headers=shop.user.headers)

@@ -10,9 +10,11 @@ from contextlib import AsyncExitStack
 import httpx
 import pytest
 
+from payments_api.app import create_app
 from payments_api.config.settings import Settings
-from tests.fixtures.apps import CLIENT_PEER, LogCapture, running
+from tests.fixtures.apps import CLIENT_PEER, LogCapture, capture_logs, running, serve
 from tests.fixtures.factories import admin_headers, create_merchant, register_user
+from tests.fixtures.servers import scripts_refused
 
 LIMIT = 5
 PEER = CLIENT_PEER[0]  # the peer address every test client here reports
@@ -242,3 +244,24 @@ async def test_the_limit_comes_from_the_setting(make_settings: Callable[..., Set
     assert [r.status_code for r in responses] == [401, 401, 429]
     assert responses[0].headers["RateLimit-Limit"] == "2"
     assert responses[2].json()["error"] == "TOO_MANY_REQUESTS"
+
+
+async def test_a_limiter_that_cannot_count_lets_requests_through_and_says_so_once(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """Redis refuses the counting script (an ACL here; a cluster refuses a script whose keys
+    span slots): the API stays up, uncounted, and one error line says so for the minute, not
+    a line per request and not silence."""
+    with scripts_refused(redis_url) as url:
+        settings = make_settings(rate_limit=f"{LIMIT}/minute", redis_url=url)
+        app = create_app(settings)
+        with capture_logs(settings) as logs:  # after create_app, which sets logging up
+            async with serve(app, CLIENT_PEER) as client:
+                answers = [await client.get(ANONYMOUS_ROUTE) for _ in range(LIMIT + 3)]
+
+    assert [answer.status_code for answer in answers] == [401] * (LIMIT + 3)
+    assert all("ratelimit-limit" not in answer.headers for answer in answers)
+    reports = [r for r in logs.records if r["message"].startswith("rate limiter cannot count")]
+    assert len(reports) == 1, logs.text
+    assert reports[0]["level"] == "error"
+    assert reports[0]["error"] == "NoPermissionError"

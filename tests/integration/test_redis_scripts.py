@@ -31,7 +31,7 @@ async def test_a_versioned_entry_never_goes_back_to_an_older_version(settings: S
         await redis.aclose()
 
 
-async def test_a_script_then_deletes_runs_both_even_after_the_server_forgets_it(
+async def test_a_script_on_each_key_then_deletes_runs_them_all_even_after_the_server_forgets_it(
     settings: Settings,
 ) -> None:
     redis = create_redis(settings)
@@ -39,12 +39,13 @@ async def test_a_script_then_deletes_runs_both_even_after_the_server_forgets_it(
         script = LuaScript(redis, "return redis.call('incrby', KEYS[1], ARGV[1])")
         for stale in ("stale:a", "stale:b"):
             await redis.set(stale, "old")
-        assert await script.then_delete(["counter"], [2], ["stale:a", "stale:b"]) == 2
+        answers = await script.on_each([["one"], ["two"]], [2], then_delete=["stale:a", "stale:b"])
+        assert answers == [2, 2]
         assert await redis.exists("stale:a", "stale:b") == 0
 
         await redis.script_flush()
         await redis.set("stale:a", "old again")
-        assert await script.then_delete(["counter"], [3], ["stale:a"]) == 5
+        assert await script.on_each([["one"], ["two"]], [3], then_delete=["stale:a"]) == [5, 5]
         assert await redis.exists("stale:a") == 0
     finally:
         await redis.aclose()

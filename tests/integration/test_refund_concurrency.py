@@ -252,7 +252,8 @@ async def test_a_refund_in_flight_is_not_shown_before_it_succeeds(
     gate = GatewayGate(app)
     refunding = await gate.catch(refund(client, shop.merchant.headers, payment_id, 3_000))
     if cache == "cold":
-        await app.state.services.payments.cache.forget(payment_id)
+        readers = shop.user.user_id, shop.merchant.merchant_id
+        await app.state.services.payments.cache.forget(payment_id, *readers)
 
     during = await read(client, shop.user.headers, payment_id)
     listed = (await client.get("/api/v1/payments", headers=shop.user.headers)).json()

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from payments_api.models import refund as refunds_model
 from payments_api.models.refund import Refund
-from payments_api.services.idempotency import fingerprint
+from payments_api.services.idempotency import fingerprint, key_scope
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from tests.fixtures.payments import (
@@ -109,7 +109,8 @@ async def test_a_refund_whose_process_died_before_reserving_is_tried_again_with_
     await reconciler_for(app, Clock(utcnow())).run_once()
     [dead] = await documents(app, "refunds", paymentId=payment_id)
     assert (dead["status"], dead["failureCode"]) == ("failed", "NOT_RESERVED")
-    await services.redis.delete(f"idem:lock:{scope}:rf-dead")  # its lock expired
+    lock = f"idem:lock:{key_scope('refund', shop.merchant.merchant_id)}:rf-dead"
+    await services.redis.delete(lock)  # its lock expired
 
     retried = await refund_with_key(client, shop.merchant.headers, payment_id, 3_000, "rf-dead")
 

@@ -1,6 +1,7 @@
 """PaymentCache.put with the keys a change made stale: one round trip stores the state and
-drops them; when that round trip fails, nothing older is left to be read — the entry and
-every stale key are dropped one by one."""
+drops them, in the entries of both readers (the payment's user and its merchant); when that
+round trip fails, nothing older is left to be read — both entries and every stale key are
+dropped one by one."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ async def test_put_stores_the_state_and_drops_the_stale_keys(
 
     payload = await cache.put(payment, stale=(stats_key(user.id),))
 
-    assert versioned_payload(await services.redis.get(cache_key(payment.id))) == payload
-    assert await cache.get(payment.id) == payload
+    for reader in (user.id, merchant.id):
+        assert versioned_payload(await services.redis.get(cache_key(reader, payment.id))) == payload
+        assert await cache.get(reader, payment.id) == payload
     assert await services.redis.exists(stats_key(user.id)) == 0
 
 
@@ -42,11 +44,12 @@ async def test_a_failed_round_trip_drops_the_entry_and_the_stale_keys(
     await cache.put(payment)
     await services.redis.hset(stats_key(user.id), "totalTransactions", "0")
 
-    async def lost(*_: object) -> None:
+    async def lost(*_: object, **__: object) -> None:
         raise RedisConnectionError("the connection went away")
 
-    monkeypatch.setattr(LuaScript, "then_delete", lost)
+    monkeypatch.setattr(LuaScript, "on_each", lost)
     newer = payment.next_state(payment.updated_at)
     await cache.put(newer, stale=(stats_key(user.id),))
 
-    assert await services.redis.exists(cache_key(payment.id), stats_key(user.id)) == 0
+    entries = cache_key(user.id, payment.id), cache_key(merchant.id, payment.id)
+    assert await services.redis.exists(*entries, stats_key(user.id)) == 0

@@ -559,13 +559,18 @@ READ_PATHS = ["database", "cached", "cache-miss"]
 
 async def read(services: Services, principal: Principal, payment_id: str, path: str) -> Any:
     """The payment as `principal` reads it: the model (`database`) or the contract's JSON
-    through the read cache (`cached`: the cache holds it; `cache-miss`: it does not)."""
+    through the read cache (`cached`: the cache holds it for its user and its merchant;
+    `cache-miss`: it does not)."""
     if path == "database":
         return public_view(await services.payment_reads.get_for_reader(principal, payment_id))
+    found = await payments_model.find_by_id(services.database, payment_id)
+    readers = (found.user_id, found.merchant_id) if found is not None else ()
+    cache = services.payment_reads.cache
     if path == "cache-miss":
-        await services.payment_reads.cache.forget(payment_id)
+        await cache.forget(payment_id, *readers)
     else:
-        assert await services.payment_reads.cache.get(payment_id) is not None
+        for reader in readers:
+            assert await cache.get(reader, payment_id) is not None
     return json.loads(await services.payment_reads.read_json(principal, payment_id))
 
 

@@ -5,23 +5,33 @@ connections waits for one to come free (a healthy Redis frees each within a roun
 instead of failing at once with `MaxConnectionsError`. That wait is bounded: a caller that gets
 no connection within POOL_WAIT_SECONDS fails with a ConnectionError (a 503 where the caller
 needs Redis), as when Redis cannot be reached.
+
+With REDIS_CLUSTER=true the one client is a `RedisCluster` seeded by REDIS_URL, with the same
+deadline on every command and the same bounded wait for a connection (`DeadlineRedisCluster`).
+Every key one script or MULTI touches carries one hash tag (`utils/cache.py: hash_tag`), so a
+cluster never answers CROSSSLOT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias, cast
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.connection import AbstractConnection, Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from payments_api.config.constants import SERVER_WAIT_SECONDS
 from payments_api.config.database import describe_uri
 from payments_api.config.settings import Settings
 from payments_api.errors import StartupError
+from payments_api.utils.cache import LuaScript, hash_tag
 from payments_api.utils.deadlines import Deadline, SharedDeadlines
 from payments_api.utils.logger import get_logger
 
@@ -34,6 +44,9 @@ POOL_WAIT_SECONDS = 5.0
 """The longest a caller waits for a connection from the pool, connecting it included."""
 
 _COMMAND_DEADLINES = SharedDeadlines()
+
+RedisClient: TypeAlias = Redis | RedisCluster
+"""The one Redis client: standalone (the default) or a Redis Cluster (REDIS_CLUSTER=true)."""
 
 
 def command_deadline() -> Deadline:
@@ -157,12 +170,81 @@ def _packed(connection: AbstractConnection, args: tuple[Any, ...]) -> bytes | li
     return packed
 
 
-def create_redis(settings: Settings) -> Redis:
+class DeadlineRedisCluster(RedisCluster):
+    """redis.asyncio.RedisCluster with DeadlineRedis's two bounds: COMMAND_TIMEOUT_SECONDS on
+    every command (its redirections and a topology refresh included), and a bounded wait when
+    every connection is out.
+
+    A cluster client keeps its connections per node and fails a command at once with
+    `MaxConnectionsError` when that node's are all in use. Here a command first takes one of
+    MAX_CONNECTIONS permits: a burst larger than that waits (POOL_WAIT_SECONDS at most, then a
+    ConnectionError, as the standalone pool), and no node is ever asked for more connections
+    than it has, since a holder of a permit uses at most one connection of any node at a time.
+    Pipelines take a permit too (`pipeline`); their call sites set their deadline.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._permits = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    @contextlib.asynccontextmanager
+    async def permit(self) -> AsyncIterator[None]:
+        """One of MAX_CONNECTIONS permits to use a connection, waited for when all are out."""
+        if self._permits.locked():
+            try:
+                async with asyncio.timeout(POOL_WAIT_SECONDS):
+                    await self._permits.acquire()
+            except TimeoutError:
+                raise RedisConnectionError(
+                    f"no Redis connection came free within {POOL_WAIT_SECONDS:g} s"
+                ) from None
+        else:
+            await self._permits.acquire()
+        try:
+            yield
+        finally:
+            self._permits.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.permit():
+            with command_deadline():
+                return await super().execute_command(*args, **kwargs)
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as there
+        # redis-py declares an attribute abstract that ClusterPipeline sets when made.
+        return PermittedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class PermittedPipeline(ClusterPipeline):
+    """A cluster pipeline that holds one of its client's permits while it runs."""
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        client = cast(DeadlineRedisCluster, self.cluster_client)
+        async with client.permit():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+def create_redis(settings: Settings) -> RedisClient:
     if settings.redis_url is None:
         from fakeredis import FakeAsyncRedis
 
         client: Any = FakeAsyncRedis(decode_responses=True)
         return client  # type: ignore[no-any-return]
+    if settings.redis_cluster:
+        return DeadlineRedisCluster.from_url(
+            settings.redis_url,
+            max_connections=MAX_CONNECTIONS,  # per node
+            decode_responses=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=None,  # the deadline is DeadlineRedisCluster's
+            health_check_interval=30,
+        )
     pool = DeadlinePool.from_url(
         settings.redis_url,
         max_connections=MAX_CONNECTIONS,
@@ -176,9 +258,11 @@ def create_redis(settings: Settings) -> Redis:
 
 
 async def wait_for_redis(
-    client: Redis, settings: Settings, wait_seconds: float = SERVER_WAIT_SECONDS
+    client: RedisClient, settings: Settings, wait_seconds: float = SERVER_WAIT_SECONDS
 ) -> None:
-    """Ping until Redis answers; after `wait_seconds`, stop the start-up with a clear message."""
+    """Ping until Redis answers; after `wait_seconds`, stop the start-up with a clear message.
+    A standalone client on a node of a Redis Cluster is refused at once: it would be answered
+    MOVED for most keys (REDIS_CLUSTER=true is what that Redis needs)."""
     if settings.redis_url is None:
         logger.info("using the in-process Redis stand-in (fakeredis); data is not persisted")
         return
@@ -187,7 +271,11 @@ async def wait_for_redis(
     while True:
         try:
             await client.ping()
-            logger.info("connected to Redis", uri=uri)
+            if not settings.redis_cluster and await _is_cluster_node(client):
+                raise StartupError(
+                    f"Redis at {uri} is a node of a Redis Cluster: set REDIS_CLUSTER=true"
+                )
+            logger.info("connected to Redis", uri=uri, cluster=settings.redis_cluster)
             return
         except (RedisError, OSError) as exc:
             if time.monotonic() >= deadline:
@@ -196,3 +284,20 @@ async def wait_for_redis(
                     f"{type(exc).__name__}"
                 ) from exc
             await asyncio.sleep(0.5)
+
+
+async def _is_cluster_node(client: RedisClient) -> bool:
+    info: dict[str, Any] = await client.info("cluster")
+    return bool(info.get("cluster_enabled"))
+
+
+# Two keys of one hash tag, as every script of the service touches: read-only.
+_READINESS_SCRIPT = "return redis.call('exists', KEYS[1], KEYS[2])"
+_READINESS_KEYS = [f"ready:{hash_tag('probe')}:a", f"ready:{hash_tag('probe')}:b"]
+
+
+async def check_redis(client: RedisClient) -> None:
+    """/ready's Redis check: a script over two keys of one hash tag, run as the services run
+    theirs (by digest, loaded when the server lacks it). It fails where PING alone would not:
+    scripting refused, CROSSSLOT, a cluster that is down or does not cover the slot."""
+    await LuaScript(client, _READINESS_SCRIPT)(keys=_READINESS_KEYS, args=[])

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     mongodb_db: str = Field(default="payments", min_length=1)
     mongodb_transactions: Literal["auto", "on", "off"] = "auto"
     redis_url: str | None = None
+    redis_cluster: bool = False
+    """True: REDIS_URL names one node of a Redis Cluster (the client finds the others)."""
     gateway_url: str | None = None
     gateway_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     jwt_secret: SecretStr | None = None
@@ -120,6 +122,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "JWT_SECRET must be set to at least 32 bytes when APP_ENV=production"
                 )
+        if self.redis_cluster and self.redis_url is None:
+            raise ValueError("REDIS_CLUSTER=true needs REDIS_URL: one node of the cluster")
         if bool(self.bootstrap_admin_email) != bool(self.bootstrap_admin_password):
             raise ValueError(
                 "BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD must be set together"

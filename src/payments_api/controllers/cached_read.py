@@ -30,11 +30,12 @@ def payment_id_of(scope: Scope) -> str | None:
     return match.group(1) if match else None
 
 
-def read_prefetch_key(scope: Scope) -> str | None:
-    """For the rate limiter: a payment read needs its cache entry first, so the limiter
-    fetches it in the same Redis round trip as the count."""
+def read_prefetch_key(scope: Scope, reader_id: str) -> str | None:
+    """For the rate limiter: a payment read needs the reader's cache entry first, so the
+    limiter fetches it in the same Redis round trip as the reader's count (the two share the
+    reader's hash slot)."""
     payment_id = payment_id_of(scope)
-    return cache_key(payment_id) if payment_id is not None else None
+    return cache_key(reader_id, payment_id) if payment_id is not None else None
 
 
 def envelope(payment_json: str) -> bytes:

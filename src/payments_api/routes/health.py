@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from payments_api.config.constants import READINESS_TIMEOUT_SECONDS
+from payments_api.config.redis import check_redis
 from payments_api.controllers.liveness import ROUTE_PATH, liveness_body
 from payments_api.middleware.auth import ServicesDep
 from payments_api.schemas.common import CamelModel
@@ -63,7 +64,7 @@ async def _check(name: str, probe: Awaitable[Any]) -> CheckResult:
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
 async def ready(services: ServicesDep) -> Response:
     mongodb, redis = await asyncio.gather(
-        _check("mongodb", services.database.ping()), _check("redis", services.redis.ping())
+        _check("mongodb", services.database.ping()), _check("redis", check_redis(services.redis))
     )
     checks: dict[str, CheckResult] = {"mongodb": mongodb, "redis": redis}
     ok = all(result == "ok" for result in checks.values())

@@ -28,7 +28,12 @@ from payments_api.models import payment as payment_store
 from payments_api.models.payment import AuthorizationStep, Payment, Transition
 from payments_api.services.auth import Principal
 from payments_api.services.gateway import GatewayClient
-from payments_api.services.idempotency import IdempotencyService, StoredResult, fingerprint
+from payments_api.services.idempotency import (
+    IdempotencyService,
+    StoredResult,
+    fingerprint,
+    key_scope,
+)
 from payments_api.services.payment_reads import PaymentNotFound, PaymentReadService
 from payments_api.services.payment_steps import Movement, PaymentSteps, Step
 from payments_api.utils import ids
@@ -101,9 +106,8 @@ class CaptureService:
         if key is None:
             return Captured(await self._capture(payment, amount))
         body = fingerprint({"paymentId": payment_id, "amount": amount})
-        scope = f"capture:{principal.kind}:{principal.id}"
         async with self.idempotency.claim(
-            scope, key, body, still_replayable=self._capture_stands
+            key_scope("capture", principal.id), key, body, still_replayable=self._capture_stands
         ) as claim:
             if claim.replay is not None:
                 return Captured(await self._stored(claim.replay), replayed=True)

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from redis.asyncio import Redis
 
 from payments_api.config.constants import EventType, PaymentStatus
 from payments_api.config.database import Database
+from payments_api.config.redis import RedisClient
 from payments_api.config.settings import Settings
 from payments_api.models import event as event_store
 from payments_api.models import merchant as merchant_store
@@ -104,7 +104,7 @@ class EventDispatcher:
         self,
         settings: Settings,
         db: Database,
-        redis: Redis,
+        redis: RedisClient,
         http: httpx.AsyncClient,
         metrics: Metrics,
         *,

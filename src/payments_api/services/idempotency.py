@@ -22,11 +22,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from payments_api.config.redis import RedisClient
 from payments_api.errors import ConflictError, ServiceUnavailableError, UnprocessableError
-from payments_api.utils.cache import LuaScript, new_lock_token
+from payments_api.utils.cache import LuaScript, hash_tag, new_lock_token
 from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger
 
@@ -152,14 +152,25 @@ class IdempotencyStoreUnavailable(ServiceUnavailableError):
     message = "The service is temporarily unavailable, please retry"
 
 
+def key_scope(purpose: str, owner_id: str) -> str:
+    """The scope of an Idempotency-Key: what it is for (`pay`, `refund`, `capture`) and whose
+    it is, the owner's id as the hash tag of both its keys (result and lock), which a script
+    touches together (on a Redis Cluster: one slot)."""
+    return f"{purpose}:{hash_tag(owner_id)}"
+
+
 def _result_key(scope: str, key: str) -> str:
     return f"idem:{scope}:{key}"
+
+
+def _lock_key(scope: str, key: str) -> str:
+    return f"idem:lock:{scope}:{key}"
 
 
 class IdempotencyService:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         max_hold_seconds: float,
         lock_ttl_seconds: float = LOCK_TTL_SECONDS,
@@ -181,7 +192,7 @@ class IdempotencyService:
         `IdempotencyKeyReused` when a finished one had another body,
         `IdempotencyStoreUnavailable` without Redis (before anything is written)."""
         result_key = _result_key(scope, key)
-        lock_key = f"idem:lock:{scope}:{key}"
+        lock_key = _lock_key(scope, key)
         token = new_lock_token()
         try:
             answer = await self._begin(keys=[result_key, lock_key], args=[token, self.lock_ttl_ms])

@@ -49,14 +49,15 @@ class PaymentReadService:
     async def read_json(
         self, principal: Principal, payment_id: str, prefetched: dict[str, Any] | None = None
     ) -> str:
-        """The contract's payment object as JSON: from the cache when it is there (for its
-        owner or merchant, no database and no re-serialisation), else from the database, then
-        cached. `prefetched` holds cache entries already read in this request's round trip."""
-        key = cache_key(payment_id)
+        """The contract's payment object as JSON: from the caller's cache entry when it is
+        there (its user's or merchant's: no database and no re-serialisation), else from the
+        database, then cached. `prefetched` holds cache entries already read in this request's
+        round trip."""
+        key = cache_key(principal.id, payment_id)
         if prefetched is not None and key in prefetched:
             cached = versioned_payload(prefetched[key])
         else:
-            cached = await self.cache.get(payment_id)
+            cached = await self.cache.get(principal.id, payment_id)
         if cached is not None:
             owners: dict[str, Any] = json.loads(cached)
             if await self._may_read(principal, owners["userId"], owners["merchantId"]):

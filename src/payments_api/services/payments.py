@@ -45,6 +45,7 @@ from payments_api.services.idempotency import (
     IdempotencyService,
     StoredResult,
     fingerprint,
+    key_scope,
 )
 from payments_api.services.merchants import MerchantNotFound
 from payments_api.services.payment_cache import PaymentCache
@@ -148,7 +149,9 @@ class PaymentService:
         `PaymentFailed` when it failed."""
         if request.amount > self.settings.max_payment_amount:
             raise AmountTooLarge(self.settings.max_payment_amount)
-        async with self.idempotency.claim(f"pay:{user_id}", key, request.fingerprint()) as claim:
+        async with self.idempotency.claim(
+            key_scope("pay", user_id), key, request.fingerprint()
+        ) as claim:
             if claim.replay is not None:
                 created = await self._replay_stored(claim.replay)
             else:

@@ -25,6 +25,7 @@ from payments_api.services.idempotency import (
     IdempotencyService,
     StoredResult,
     fingerprint,
+    key_scope,
 )
 from payments_api.services.payment_reads import PaymentNotFound, PaymentReadService
 from payments_api.services.refund_errors import (
@@ -113,13 +114,14 @@ class RefundService:
         if key is None:
             return await self._refund(principal, payment, asked, None)
         body = asked.fingerprint(payment_id)
-        scope = f"refund:{principal.kind}:{principal.id}"
         async with self.idempotency.claim(
-            scope, key, body, still_replayable=self._refund_happened
+            key_scope("refund", principal.id), key, body, still_replayable=self._refund_happened
         ) as claim:
             if claim.replay is not None:
                 return RefundOutcome(await self._stored_refund(claim.replay), replayed=True)
-            keyed = KeyedRequest(f"{scope}:{key}", body)
+            # The refund keeps its key as it always has (refunds made before hash tags are
+            # still found by it), not in the Redis scope's form.
+            keyed = KeyedRequest(f"refund:{principal.kind}:{principal.id}:{key}", body)
             outcome = await self._refund(principal, payment, asked, keyed)
             claim.made(outcome.refund.id)
             return outcome

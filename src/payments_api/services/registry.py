@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from redis.asyncio import Redis
 
 from payments_api.config.database import Database
-from payments_api.config.redis import create_redis, wait_for_redis
+from payments_api.config.redis import RedisClient, create_redis, wait_for_redis
 from payments_api.config.settings import Settings
 from payments_api.models import merchant as merchant_store
 from payments_api.services.api_keys import ApiKeyService
@@ -48,7 +47,7 @@ IDEMPOTENCY_LOCK_MARGIN_SECONDS = 30
 class Services:
     settings: Settings
     database: Database
-    redis: Redis
+    redis: RedisClient
     metrics: Metrics
     gateway: GatewayClient
     auth: AuthService
@@ -80,7 +79,7 @@ class Services:
         self.database.close()
 
 
-def _idempotency(settings: Settings, redis: Redis) -> IdempotencyService:
+def _idempotency(settings: Settings, redis: RedisClient) -> IdempotencyService:
     return IdempotencyService(
         redis,
         max_hold_seconds=settings.gateway_timeout_seconds + IDEMPOTENCY_LOCK_MARGIN_SECONDS,
@@ -102,7 +101,7 @@ def _settlement(
 def build_services(
     settings: Settings,
     database: Database,
-    redis: Redis,
+    redis: RedisClient,
     metrics: Metrics,
     gateway: GatewayClient,
 ) -> Services:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from payments_api.config.database import Database
-from payments_api.config.redis import command_deadline
+from payments_api.config.redis import RedisClient, command_deadline
 from payments_api.models import user as user_store
 from payments_api.services.daily_limits import DailyLimitService
+from payments_api.utils.cache import hash_tag
 from payments_api.utils.clock import iso_utc, utcnow
 from payments_api.utils.logger import get_logger
 
@@ -23,11 +23,12 @@ STATS_TTL_SECONDS = 3600
 
 
 def stats_key(user_id: str) -> str:
-    return f"stats:user:{user_id}"
+    """In the user's hash slot, as the payment cache entry a change drops it with."""
+    return f"stats:{hash_tag(user_id)}"
 
 
 class StatsService:
-    def __init__(self, redis: Redis, db: Database, limits: DailyLimitService) -> None:
+    def __init__(self, redis: RedisClient, db: Database, limits: DailyLimitService) -> None:
         self.redis = redis
         self.db = db
         self.limits = limits
