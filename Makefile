@@ -38,14 +38,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	bash bench/run.sh
 
-# The tests need the redis-server binary (not a running server): install it when missing.
+# The tests need the redis-server and redis-cli binaries (not a running server; redis-cli joins
+# the cluster tier's nodes): install them when missing.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@{ command -v redis-server && command -v redis-cli; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "redis-server is missing: installing the Debian package"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    echo "redis-server or redis-cli is missing: installing the Debian packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
 	  else \
-	    echo "The tests need redis-server on PATH: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) and run make test again."; \
+	    echo "The tests need redis-server and redis-cli on PATH: install them (Debian/Ubuntu: sudo apt-get install redis-server redis-tools; macOS: brew install redis) and run make test again."; \
 	    exit 1; \
 	  fi; }
 

@@ -3,6 +3,7 @@ the app's log lines and a webhook receiver; and the backends a `race` test runs 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from redis import Redis
 
 from payments_api.app import create_app
 from payments_api.config.settings import Settings
@@ -25,7 +27,13 @@ from tests.fixtures.races import (
     over_the_wire,
     share_one_deployment,
 )
-from tests.fixtures.servers import Receiver, abort_session, flush_redis, redis_server
+from tests.fixtures.servers import (
+    Receiver,
+    SyncRedisClient,
+    abort_session,
+    flush_redis,
+    redis_server,
+)
 
 pytest_plugins = ["tests.fixtures.wire"]
 
@@ -51,11 +59,31 @@ def _fast_password_hashing() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def redis_nodes(redis_url: str) -> tuple[str, ...]:
+    """The URL of every node of the test's Redis: one here, each master in `tests/cluster`."""
+    return (redis_url,)
+
+
+@pytest.fixture
+def forget_redis(redis_url: str) -> Callable[[], None]:
+    """Forget every key of the test's Redis (as a Redis restarted without persistence);
+    `tests/cluster` forgets them on every node of its cluster."""
+    return functools.partial(flush_redis, redis_url)
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[SyncRedisClient]:
+    """A client of the test's own (not the app's) on the test's Redis, to look at keys."""
+    with Redis.from_url(redis_url, decode_responses=True) as client:
+        yield client
+
+
 @pytest.fixture(autouse=True)
 def _flush_redis(request: pytest.FixtureRequest) -> None:
     """Each test starts with an empty Redis (only when the test uses the real one)."""
     if "redis_url" in request.fixturenames:
-        flush_redis(request.getfixturevalue("redis_url"))
+        request.getfixturevalue("forget_redis")()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from redis import Redis
 
 from payments_api.config.settings import Settings
 from tests.fixtures.apps import running
@@ -24,7 +23,7 @@ from tests.fixtures.payments import (
     post_payment,
     user_and_merchant,
 )
-from tests.fixtures.servers import flush_redis
+from tests.fixtures.servers import SyncRedisClient
 
 REPLAY_MESSAGE = "Payment already processed"
 DAY_SECONDS = 24 * 3600
@@ -320,13 +319,13 @@ async def test_same_key_while_the_first_is_in_flight_is_409_with_retry_after(
 
 
 async def test_replay_comes_from_the_database_when_redis_forgot_the_key(
-    client: httpx.AsyncClient, app: FastAPI, redis_url: str
+    client: httpx.AsyncClient, app: FastAPI, forget_redis: Callable[[], None]
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
     first = await post_payment(client, user, payment_body(merchant.merchant_id), key)
     assert first.status_code == 201, first.text
-    flush_redis(redis_url)
+    forget_redis()
 
     second = await post_payment(client, user, payment_body(merchant.merchant_id), key)
 
@@ -339,13 +338,13 @@ async def test_replay_comes_from_the_database_when_redis_forgot_the_key(
 
 
 async def test_different_body_is_refused_when_redis_forgot_the_key(
-    client: httpx.AsyncClient, app: FastAPI, redis_url: str
+    client: httpx.AsyncClient, app: FastAPI, forget_redis: Callable[[], None]
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
     first = await post_payment(client, user, payment_body(merchant.merchant_id, 10_000), key)
     assert first.status_code == 201, first.text
-    flush_redis(redis_url)
+    forget_redis()
 
     second = await post_payment(client, user, payment_body(merchant.merchant_id, 20_000), key)
 
@@ -356,13 +355,13 @@ async def test_different_body_is_refused_when_redis_forgot_the_key(
 
 
 async def test_declined_replay_comes_from_the_database_when_redis_forgot_the_key(
-    client: httpx.AsyncClient, app: FastAPI, redis_url: str
+    client: httpx.AsyncClient, app: FastAPI, forget_redis: Callable[[], None]
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key()
     first = await post_payment(client, user, payment_body(merchant.merchant_id, 3_402), key)
     assert first.status_code == 402, first.text
-    flush_redis(redis_url)
+    forget_redis()
 
     second = await post_payment(client, user, payment_body(merchant.merchant_id, 3_402), key)
 
@@ -372,16 +371,15 @@ async def test_declined_replay_comes_from_the_database_when_redis_forgot_the_key
 
 
 async def test_finished_result_is_kept_in_redis_for_at_least_24_hours(
-    client: httpx.AsyncClient, redis_url: str
+    client: httpx.AsyncClient, sync_redis: SyncRedisClient
 ) -> None:
     user, merchant = await user_and_merchant(client)
     key = new_key() + "-ttl-probe"
     first = await post_payment(client, user, payment_body(merchant.merchant_id), key)
     assert first.status_code == 201, first.text
 
-    with Redis.from_url(redis_url, decode_responses=True) as redis:
-        stored = [name for name in redis.scan_iter(match=f"*{key}*") if "lock" not in name]
-        ttls = [redis.ttl(name) for name in stored]
+    stored = [name for name in sync_redis.scan_iter(match=f"*{key}*") if "lock" not in name]
+    ttls = [sync_redis.ttl(name) for name in stored]
 
     assert stored, "no idempotency record for the key in Redis"
     assert all(ttl >= DAY_SECONDS for ttl in ttls), dict(zip(stored, ttls, strict=True))

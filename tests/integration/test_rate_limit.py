@@ -247,12 +247,12 @@ async def test_the_limit_comes_from_the_setting(make_settings: Callable[..., Set
 
 
 async def test_a_limiter_that_cannot_count_lets_requests_through_and_says_so_once(
-    make_settings: Callable[..., Settings], redis_url: str
+    make_settings: Callable[..., Settings], redis_nodes: tuple[str, ...]
 ) -> None:
     """Redis refuses the counting script (an ACL here; a cluster refuses a script whose keys
     span slots): the API stays up, uncounted, and one error line says so for the minute, not
     a line per request and not silence."""
-    with scripts_refused(redis_url) as url:
+    with scripts_refused(*redis_nodes) as url:
         settings = make_settings(rate_limit=f"{LIMIT}/minute", redis_url=url)
         app = create_app(settings)
         with capture_logs(settings) as logs:  # after create_app, which sets logging up

@@ -23,10 +23,11 @@ from payments_api.services.idempotency import (
     IdempotencyService,
     IdempotencyStoreUnavailable,
     StoredResult,
+    key_scope,
 )
 from payments_api.services.registry import Services
 
-SCOPE = "pay:usr_service_test"
+SCOPE = key_scope("pay", "usr_service_test")
 KEY = "order-7"
 BODY = "fingerprint-of-the-first-body"
 OTHER_BODY = "fingerprint-of-another-body"
@@ -92,7 +93,7 @@ async def test_a_first_claim_holds_the_key_and_a_concurrent_one_is_told_to_retry
 async def test_a_key_is_held_only_within_its_scope(idempotency: IdempotencyService) -> None:
     async with idempotency.claim(SCOPE, KEY, BODY) as first:
         assert first.lock is not None
-        async with idempotency.claim("pay:usr_someone_else", KEY, BODY) as other:
+        async with idempotency.claim(key_scope("pay", "usr_someone_else"), KEY, BODY) as other:
             assert other.lock is not None
             assert other.replay is None
 

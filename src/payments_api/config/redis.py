@@ -24,8 +24,8 @@ import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.connection import AbstractConnection, Connection
+from redis.exceptions import ClusterError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from payments_api.config.constants import SERVER_WAIT_SECONDS
 from payments_api.config.database import describe_uri
@@ -206,7 +206,7 @@ class DeadlineRedisCluster(RedisCluster):
             self._permits.release()
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with self.permit():
+        async with self.permit(), redis_errors():
             with command_deadline():
                 return await super().execute_command(*args, **kwargs)
 
@@ -226,8 +226,22 @@ class PermittedPipeline(ClusterPipeline):
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         client = cast(DeadlineRedisCluster, self.cluster_client)
-        async with client.permit():
+        async with client.permit(), redis_errors():
             return await super().execute(raise_on_error, allow_redirections)
+
+
+@contextlib.asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """A cluster client's own failures as RedisErrors, as every caller handles Redis failing.
+
+    redis-py raises `RedisClusterException`, which is no RedisError, when no seed node can be
+    reached, when a slot has no node or when one command's keys span slots: each a Redis
+    that cannot serve the call (a 503 where the caller needs Redis), not a bug to answer 500.
+    """
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise ClusterError(str(exc)) from exc
 
 
 def create_redis(settings: Settings) -> RedisClient:

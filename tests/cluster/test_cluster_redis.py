@@ -1,0 +1,78 @@
+"""What only a Redis Cluster shows: /ready on it, a standalone client refused on one of its
+nodes, and the keys the service writes, each carrying the hash tag its scripts rely on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from payments_api.config.redis import create_redis, wait_for_redis
+from payments_api.config.settings import Settings
+from payments_api.errors import StartupError
+from payments_api.services.events import STREAM
+from tests.fixtures.apps import running
+from tests.fixtures.payments import open_shop_and_pay, read, refund, stats_of
+from tests.fixtures.servers import SyncRedisClient, scripts_refused
+
+HASH_TAG = re.compile(r"\{[^{}]+\}")
+"""A key's hash tag as Redis Cluster reads it: its first `{…}` with something inside."""
+ANONYMOUS_COUNTER = re.compile(r"ratelimit:.*/ip:")
+"""The rate-limit counter of a caller without a credential: the only key its script touches."""
+
+
+async def test_ready_on_a_cluster(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "checks": {"mongodb": "ok", "redis": "ok"}}
+
+
+async def test_not_ready_when_the_cluster_runs_no_script(
+    make_settings: Callable[..., Settings], redis_nodes: tuple[str, ...]
+) -> None:
+    with scripts_refused(*redis_nodes) as url:
+        async with running(make_settings(redis_url=url)) as (_, client):
+            response = await client.get("/ready")
+
+    assert response.status_code == 503, response.text
+    assert response.json()["checks"] == {"mongodb": "ok", "redis": "error"}
+
+
+async def test_a_standalone_client_on_a_cluster_node_is_refused_at_start_up(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(redis_cluster=False)
+    client = create_redis(settings)
+    try:
+        with pytest.raises(StartupError, match="set REDIS_CLUSTER=true"):
+            await wait_for_redis(client, settings, wait_seconds=2)
+    finally:
+        await client.aclose()
+
+
+async def test_every_key_the_service_writes_carries_a_hash_tag(
+    client: httpx.AsyncClient, sync_redis: SyncRedisClient
+) -> None:
+    """A payment paid, read by its user and its merchant, refunded and counted in the user's
+    stats: every key left in Redis has a hash tag naming an owner, so
+    that each script's keys share a slot (a key without one would answer CROSSSLOT beside
+    another key of its owner). Only keys no script touches with another go without: the
+    event stream and an anonymous caller's rate-limit counter."""
+    shop, payment = await open_shop_and_pay(client)
+    payment_id = payment["paymentId"]
+    await read(client, shop.user.headers, payment_id)
+    await read(client, shop.merchant.headers, payment_id)
+    refunded = await refund(client, shop.merchant.headers, payment_id, 1_000)
+    assert refunded.status_code in (200, 201), refunded.text
+    await stats_of(client, shop.user)
+
+    keys = set(sync_redis.scan_iter(count=1000))
+
+    tags = {key: HASH_TAG.search(key) for key in keys - {STREAM}}
+    untagged = [key for key, tag in tags.items() if tag is None]
+    assert all(ANONYMOUS_COUNTER.match(key) for key in untagged), untagged
+    owners = {tag.group() for tag in tags.values() if tag is not None}
+    assert {f"{{{shop.user.user_id}}}", f"{{{shop.merchant.merchant_id}}}"} <= owners, owners

@@ -1,0 +1,3 @@
+"""tests/integration/test_redis_scripts.py on a Redis Cluster."""
+
+from tests.integration.test_redis_scripts import *  # noqa: F403

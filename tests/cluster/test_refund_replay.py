@@ -1,0 +1,3 @@
+"""tests/integration/test_refund_replay.py on a Redis Cluster."""
+
+from tests.integration.test_refund_replay import *  # noqa: F403
