@@ -7,7 +7,7 @@ no connection within POOL_WAIT_SECONDS fails with a ConnectionError (a 503 where
 needs Redis), as when Redis cannot be reached.
 
 With REDIS_CLUSTER=true the one client is a `RedisCluster` seeded by REDIS_URL, with the same
-deadline on every command and the same bounded wait for a connection (`DeadlineRedisCluster`).
+deadline on every command and the same bounded wait for a connection (`config/redis_cluster.py`).
 Every key one script or MULTI touches carries one hash tag (`utils/cache.py: hash_tag`), so a
 cluster never answers CROSSSLOT.
 """
@@ -15,17 +15,13 @@ cluster never answers CROSSSLOT.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any, TypeAlias, cast
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
-from redis.asyncio.cluster import ClusterPipeline
 from redis.asyncio.connection import AbstractConnection, Connection
-from redis.exceptions import ClusterError, RedisClusterException, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from payments_api.config.constants import SERVER_WAIT_SECONDS
 from payments_api.config.database import describe_uri
@@ -170,80 +166,6 @@ def _packed(connection: AbstractConnection, args: tuple[Any, ...]) -> bytes | li
     return packed
 
 
-class DeadlineRedisCluster(RedisCluster):
-    """redis.asyncio.RedisCluster with DeadlineRedis's two bounds: COMMAND_TIMEOUT_SECONDS on
-    every command (its redirections and a topology refresh included), and a bounded wait when
-    every connection is out.
-
-    A cluster client keeps its connections per node and fails a command at once with
-    `MaxConnectionsError` when that node's are all in use. Here a command first takes one of
-    MAX_CONNECTIONS permits: a burst larger than that waits (POOL_WAIT_SECONDS at most, then a
-    ConnectionError, as the standalone pool), and no node is ever asked for more connections
-    than it has, since a holder of a permit uses at most one connection of any node at a time.
-    Pipelines take a permit too (`pipeline`); their call sites set their deadline.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._permits = asyncio.Semaphore(MAX_CONNECTIONS)
-
-    @contextlib.asynccontextmanager
-    async def permit(self) -> AsyncIterator[None]:
-        """One of MAX_CONNECTIONS permits to use a connection, waited for when all are out."""
-        if self._permits.locked():
-            try:
-                async with asyncio.timeout(POOL_WAIT_SECONDS):
-                    await self._permits.acquire()
-            except TimeoutError:
-                raise RedisConnectionError(
-                    f"no Redis connection came free within {POOL_WAIT_SECONDS:g} s"
-                ) from None
-        else:
-            await self._permits.acquire()
-        try:
-            yield
-        finally:
-            self._permits.release()
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with self.permit(), redis_errors():
-            with command_deadline():
-                return await super().execute_command(*args, **kwargs)
-
-    def pipeline(
-        self, transaction: Any | None = None, shard_hint: Any | None = None
-    ) -> ClusterPipeline:
-        if shard_hint:
-            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as there
-        # redis-py declares an attribute abstract that ClusterPipeline sets when made.
-        return PermittedPipeline(self, transaction)  # type: ignore[abstract]
-
-
-class PermittedPipeline(ClusterPipeline):
-    """A cluster pipeline that holds one of its client's permits while it runs."""
-
-    async def execute(
-        self, raise_on_error: bool = True, allow_redirections: bool = True
-    ) -> list[Any]:
-        client = cast(DeadlineRedisCluster, self.cluster_client)
-        async with client.permit(), redis_errors():
-            return await super().execute(raise_on_error, allow_redirections)
-
-
-@contextlib.asynccontextmanager
-async def redis_errors() -> AsyncIterator[None]:
-    """A cluster client's own failures as RedisErrors, as every caller handles Redis failing.
-
-    redis-py raises `RedisClusterException`, which is no RedisError, when no seed node can be
-    reached, when a slot has no node or when one command's keys span slots: each a Redis
-    that cannot serve the call (a 503 where the caller needs Redis), not a bug to answer 500.
-    """
-    try:
-        yield
-    except RedisClusterException as exc:
-        raise ClusterError(str(exc)) from exc
-
-
 def create_redis(settings: Settings) -> RedisClient:
     if settings.redis_url is None:
         from fakeredis import FakeAsyncRedis
@@ -251,6 +173,8 @@ def create_redis(settings: Settings) -> RedisClient:
         client: Any = FakeAsyncRedis(decode_responses=True)
         return client  # type: ignore[no-any-return]
     if settings.redis_cluster:
+        from payments_api.config.redis_cluster import DeadlineRedisCluster  # needs this module
+
         return DeadlineRedisCluster.from_url(
             settings.redis_url,
             max_connections=MAX_CONNECTIONS,  # per node

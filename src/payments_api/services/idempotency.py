@@ -153,9 +153,8 @@ class IdempotencyStoreUnavailable(ServiceUnavailableError):
 
 
 def key_scope(purpose: str, owner_id: str) -> str:
-    """The scope of an Idempotency-Key: what it is for (`pay`, `refund`, `capture`) and whose
-    it is, the owner's id as the hash tag of both its keys (result and lock), which a script
-    touches together (on a Redis Cluster: one slot)."""
+    """An Idempotency-Key's scope: its purpose (`pay`, `refund`, `capture`) and its owner, whose
+    id is the hash tag of its result and lock keys (touched together: on a cluster, one slot)."""
     return f"{purpose}:{hash_tag(owner_id)}"
 
 
