@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from redis import Redis
 
 from payments_api.config.redis import create_redis, wait_for_redis
 from payments_api.config.settings import Settings
@@ -54,13 +55,17 @@ async def test_a_standalone_client_on_a_cluster_node_is_refused_at_start_up(
 
 
 async def test_every_key_the_service_writes_carries_a_hash_tag(
-    client: httpx.AsyncClient, sync_redis: SyncRedisClient
+    client: httpx.AsyncClient, sync_redis: SyncRedisClient, redis_nodes: tuple[str, ...]
 ) -> None:
     """A payment paid, read by its user and its merchant, refunded and counted in the user's
     stats: every key left in Redis has a hash tag naming an owner, so
     that each script's keys share a slot (a key without one would answer CROSSSLOT beside
     another key of its owner). Only keys no script touches with another go without: the
-    event stream and an anonymous caller's rate-limit counter."""
+    event stream and an anonymous caller's rate-limit counter. And none of it asked Redis
+    for KEYS or a SCAN of the keyspace, which a cluster answers per node."""
+    for url in redis_nodes:
+        with Redis.from_url(url) as node:
+            node.config_resetstat()
     shop, payment = await open_shop_and_pay(client)
     payment_id = payment["paymentId"]
     await read(client, shop.user.headers, payment_id)
@@ -68,6 +73,7 @@ async def test_every_key_the_service_writes_carries_a_hash_tag(
     refunded = await refund(client, shop.merchant.headers, payment_id, 1_000)
     assert refunded.status_code in (200, 201), refunded.text
     await stats_of(client, shop.user)
+    assert whole_keyspace_commands(redis_nodes) == {}
 
     keys = set(sync_redis.scan_iter(count=1000))
 
@@ -76,3 +82,14 @@ async def test_every_key_the_service_writes_carries_a_hash_tag(
     assert all(ANONYMOUS_COUNTER.match(key) for key in untagged), untagged
     owners = {tag.group() for tag in tags.values() if tag is not None}
     assert {f"{{{shop.user.user_id}}}", f"{{{shop.merchant.merchant_id}}}"} <= owners, owners
+
+
+def whole_keyspace_commands(node_urls: tuple[str, ...]) -> dict[str, int]:
+    """How many KEYS and SCAN commands the nodes ran since their stats were reset."""
+    found: dict[str, int] = {}
+    for url in node_urls:
+        with Redis.from_url(url, decode_responses=True) as node:
+            for name, stats in node.info("commandstats").items():
+                if name in ("cmdstat_keys", "cmdstat_scan"):
+                    found[f"{url} {name}"] = int(stats["calls"])
+    return found
