@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from payments_api.errors import StartupError
 from payments_api.services.events import STREAM
 from tests.fixtures.apps import running
 from tests.fixtures.payments import open_shop_and_pay, read, refund, stats_of
-from tests.fixtures.servers import SyncRedisClient, scripts_refused
+from tests.fixtures.servers import SyncRedisClient, redis_server, scripts_refused
 
 HASH_TAG = re.compile(r"\{[^{}]+\}")
 """A key's hash tag as Redis Cluster reads it: its first `{…}` with something inside."""
@@ -52,6 +53,19 @@ async def test_a_standalone_client_on_a_cluster_node_is_refused_at_start_up(
             await wait_for_redis(client, settings, wait_seconds=2)
     finally:
         await client.aclose()
+
+
+async def test_a_cluster_client_on_a_standalone_redis_is_refused_at_start_up(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with redis_server(tmp_path, pytest.fail) as standalone:
+        settings = make_settings(redis_url=standalone.url)
+        client = create_redis(settings)
+        try:
+            with pytest.raises(StartupError, match="not a node of a Redis Cluster"):
+                await wait_for_redis(client, settings, wait_seconds=30)
+        finally:
+            await client.aclose()
 
 
 async def test_every_key_the_service_writes_carries_a_hash_tag(

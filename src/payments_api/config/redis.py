@@ -200,7 +200,8 @@ async def wait_for_redis(
 ) -> None:
     """Ping until Redis answers; after `wait_seconds`, stop the start-up with a clear message.
     A standalone client on a node of a Redis Cluster is refused at once: it would be answered
-    MOVED for most keys (REDIS_CLUSTER=true is what that Redis needs)."""
+    MOVED for most keys (REDIS_CLUSTER=true is what that Redis needs); so is a cluster client
+    on a standalone Redis."""
     if settings.redis_url is None:
         logger.info("using the in-process Redis stand-in (fakeredis); data is not persisted")
         return
@@ -216,6 +217,11 @@ async def wait_for_redis(
             logger.info("connected to Redis", uri=uri, cluster=settings.redis_cluster)
             return
         except (RedisError, OSError) as exc:
+            if settings.redis_cluster and await _answers_standalone(settings.redis_url):
+                raise StartupError(
+                    f"REDIS_CLUSTER=true but Redis at {uri} is not a node of a Redis Cluster: "
+                    "unset REDIS_CLUSTER"
+                ) from exc
             if time.monotonic() >= deadline:
                 raise StartupError(
                     f"Redis at {uri} could not be reached within {wait_seconds:g} s: "
@@ -227,6 +233,20 @@ async def wait_for_redis(
 async def _is_cluster_node(client: RedisClient) -> bool:
     info: dict[str, Any] = await client.info("cluster")
     return bool(info.get("cluster_enabled"))
+
+
+async def _answers_standalone(url: str) -> bool:
+    """Whether the Redis at `url` answers as a server outside any cluster: the cluster client
+    cannot tell one from a cluster that is down, so it is asked directly."""
+    probe = Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=COMMAND_TIMEOUT_SECONDS
+    )
+    try:
+        return not await _is_cluster_node(probe)
+    except (RedisError, OSError):
+        return False
+    finally:
+        await probe.aclose()
 
 
 # Two keys of one hash tag, as every script of the service touches: read-only.
