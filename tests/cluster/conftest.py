@@ -1,6 +1,7 @@
 """The cluster tier: the tests of everything the service keeps in Redis (idempotency, the
-payment and refund races, rate limits, the cached read, stats, the event stream, the scripts),
-run again on a real three-master Redis Cluster on loopback with REDIS_CLUSTER=true.
+payment, refund and capture races, cancels, rate limits, the cached read, stats, the event
+stream, the scripts), run again on a real three-master Redis Cluster on loopback with
+REDIS_CLUSTER=true.
 
 Each module here star-imports the tests of one module of `tests/integration` or
 `tests/services`; the fixtures below swap the Redis under them: `redis_url` is the cluster's
