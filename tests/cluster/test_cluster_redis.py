@@ -3,13 +3,14 @@ nodes, and the keys the service writes, each carrying the hash tag its scripts r
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from redis import Redis
+from redis import Redis, RedisCluster
 
 from payments_api.config.redis import create_redis, wait_for_redis
 from payments_api.config.settings import Settings
@@ -17,10 +18,12 @@ from payments_api.errors import StartupError
 from payments_api.services.events import STREAM
 from tests.fixtures.apps import running
 from tests.fixtures.payments import open_shop_and_pay, read, refund, stats_of
-from tests.fixtures.servers import SyncRedisClient, redis_server, scripts_refused
+from tests.fixtures.servers import SyncRedisClient, redis_cluster, redis_server, scripts_refused
 
 HASH_TAG = re.compile(r"\{[^{}]+\}")
 """A key's hash tag as Redis Cluster reads it: its first `{…}` with something inside."""
+READINESS_PROBE_KEY = "ready:{probe}:a"
+"""A key of the slot /ready's script probes (config/redis.py)."""
 ANONYMOUS_COUNTER = re.compile(r"ratelimit:.*/ip:")
 """The rate-limit counter of a caller without a credential: the only key its script touches."""
 
@@ -107,3 +110,35 @@ def whole_keyspace_commands(node_urls: tuple[str, ...]) -> dict[str, int]:
                 if name in ("cmdstat_keys", "cmdstat_scan"):
                     found[f"{url} {name}"] = int(stats["calls"])
     return found
+
+
+async def test_not_ready_once_the_cluster_has_lost_a_master(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A master that is not the readiness probe's is killed (SIGKILL): once the other nodes
+    have marked it failed (the node timeout, 5 s here), the cluster refuses every slot, as
+    Redis does by default (cluster-require-full-coverage), and /ready says so."""
+    with redis_cluster(tmp_path, pytest.fail) as cluster:
+        async with running(make_settings(redis_url=cluster.url)) as (_, client):
+            assert (await client.get("/ready")).status_code == 200
+            with RedisCluster.from_url(cluster.url) as probe_owner:
+                owner = probe_owner.get_node_from_key(READINESS_PROBE_KEY)
+            [victim] = [
+                process
+                for url, process in zip(cluster.urls, cluster.processes, strict=True)
+                if not url.endswith(f":{owner.port}/0")
+            ][:1]
+            victim.kill()
+
+            statuses = []
+            for _ in range(120):  # 30 s
+                response = await client.get("/ready")
+                statuses.append(response.status_code)
+                if response.status_code == 503:
+                    break
+                await asyncio.sleep(0.25)
+
+    assert statuses[-1] == 503, statuses
+    checks = response.json()["checks"]
+    assert checks["mongodb"] == "ok"
+    assert checks["redis"] in ("error", "timeout")  # CLUSTERDOWN, or retried to the deadline
