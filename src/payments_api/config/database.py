@@ -9,9 +9,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReadPreference
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.monitoring import (
     CommandFailedEvent,
@@ -19,6 +20,10 @@ from pymongo.monitoring import (
     CommandStartedEvent,
     CommandSucceededEvent,
 )
+from pymongo.read_concern import ReadConcern
+from pymongo.read_preferences import Primary
+from pymongo.uri_parser import split_options
+from pymongo.write_concern import WriteConcern
 
 from payments_api.config.constants import SERVER_WAIT_SECONDS
 from payments_api.config.settings import Settings
@@ -170,6 +175,68 @@ class SlowQueryListener(CommandListener):
             )
 
 
+def uri_option_names(uri: str) -> set[str]:
+    """The options `uri` names, lower case (MongoDB's option names are case-insensitive). Its
+    options are what follows the first `?`, as pymongo reads them; an SRV or TXT lookup is
+    not made (a TXT record may set only authSource, replicaSet and loadBalanced)."""
+    options = uri.partition("?")[2]
+    if not options:
+        return set()
+    return {name.lower() for name in split_options(options, validate=False, normalize=False)}
+
+
+CLIENT_DEFAULTS: dict[str, str] = {"w": "majority", "readPreference": "primary"}
+"""What the Motor client is given unless `MONGODB_URI` names the option itself.
+
+`w: majority`: a write acknowledged by the primary alone can be rolled back when that member
+fails over before a majority has it, and a payment, refund or ledger record the caller was
+told of would then be gone. `readPreference: primary`: every read the service makes can
+decide something (a compare-and-set's expectation, an idempotency replay, a refund bound), and
+a secondary may answer with a state older than the last acknowledged write.
+
+pymongo lets a keyword argument win over the same option in the URI (the MongoClient
+docstring: "If the same option is passed in a URI and as a keyword parameter the keyword
+parameter takes precedence"), so each is passed only when the URI does not name it: an
+operator's `?w=…` or `?readPreference=…` still wins, as a URI option does anywhere else."""
+
+
+def client_defaults(uri: str) -> dict[str, Any]:
+    """CLIENT_DEFAULTS less the options `uri` names itself."""
+    named = uri_option_names(uri)
+    return {name: value for name, value in CLIENT_DEFAULTS.items() if name.lower() not in named}
+
+
+WRITE_CONCERN_OPTIONS = frozenset({"w", "wtimeoutms", "journal"})
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSettings:
+    """The options a transaction is started with; None: the client's (the URI's)."""
+
+    read_concern: ReadConcern | None
+    write_concern: WriteConcern | None
+    read_preference: Primary
+
+
+def transaction_options(uri: str) -> TransactionSettings:
+    """How `Database.transaction()` starts a transaction on `uri`.
+
+    - read concern `snapshot`: every read of the transaction sees one point in time, the one its
+      writes commit on top of (unless the URI names `readConcernLevel`: then the client's, the
+      URI's, as pymongo does for a transaction given none);
+    - write concern `majority`: the commit is acknowledged once a majority has it, so a
+      failover cannot roll it back (unless the URI names `w`, `wTimeoutMS` or `journal`: then
+      the client's, which is the URI's `w`, or `majority` with the URI's other settings);
+    - read preference primary, always: pymongo refuses any other in a transaction ("read
+      preference in a transaction must be primary"), so no URI option can change it there."""
+    named = uri_option_names(uri)
+    return TransactionSettings(
+        read_concern=None if "readconcernlevel" in named else ReadConcern("snapshot"),
+        write_concern=None if named & WRITE_CONCERN_OPTIONS else WriteConcern("majority"),
+        read_preference=ReadPreference.PRIMARY,
+    )
+
+
 def describe_uri(uri: str) -> str:
     """The URI without credentials, for messages and logs."""
     scheme, sep, rest = uri.partition("://")
@@ -188,6 +255,7 @@ class Database:
         self.client: Any = self._make_client(settings)
         self.db: Any = self.client[settings.mongodb_db]
         self.supports_transactions = False
+        self.transaction_options = transaction_options(settings.mongodb_uri or "")
 
     @staticmethod
     def _make_client(settings: Settings) -> Any:
@@ -199,6 +267,7 @@ class Database:
 
         return AsyncIOMotorClient(
             settings.mongodb_uri,
+            **client_defaults(settings.mongodb_uri),
             tz_aware=True,
             serverSelectionTimeoutMS=2000,
             connectTimeoutMS=2000,
@@ -236,7 +305,14 @@ class Database:
                 "(it is neither a replica set nor mongos)"
             )
         self.supports_transactions = mode == "on" or (mode == "auto" and replica)
-        logger.info("connected to MongoDB", uri=uri, transactions=self.supports_transactions)
+        logger.info(
+            "connected to MongoDB",
+            uri=uri,
+            transactions=self.supports_transactions,
+            # What won, CLIENT_DEFAULTS or the URI's own options.
+            writeConcern=self.client.write_concern.document,
+            readPreference=self.client.read_preference.mongos_mode,
+        )
 
     async def _accepts_transactions(self) -> bool:
         """Whether a server whose `hello` names no replica set still runs transactions (a
@@ -244,7 +320,7 @@ class Database:
         transaction, then aborted, so nothing is written."""
         try:
             async with await self.client.start_session() as session:
-                session.start_transaction()
+                self._start_transaction(session)
                 try:
                     await self.db[TRANSACTION_PROBE].find_one({}, session=session)
                 finally:
@@ -283,12 +359,21 @@ class Database:
     async def transaction(self) -> AsyncIterator[Session]:
         """Group the writes of one step. Yields a session to pass as `session=` to every Motor
         call inside, or None where the deployment has no transactions (each step is then
-        made safe by deterministic ids and guarded updates instead)."""
+        made safe by deterministic ids and guarded updates instead). Its options are
+        `transaction_options`: snapshot and majority unless the URI names its own, primary."""
         if not self.supports_transactions:
             yield None
             return
-        async with await self.client.start_session() as session, session.start_transaction():
+        async with await self.client.start_session() as session, self._start_transaction(session):
             yield session
+
+    def _start_transaction(self, session: Any) -> Any:
+        options = self.transaction_options
+        return session.start_transaction(
+            read_concern=options.read_concern,
+            write_concern=options.write_concern,
+            read_preference=options.read_preference,
+        )
 
     def close(self) -> None:
         self.client.close()
