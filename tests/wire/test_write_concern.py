@@ -4,8 +4,8 @@ wire: seen by a `CommandListener` on the app's own Motor client (`wire_commands`
 
 A MongoDB sends no `$readPreference` to a replica set's primary, so the read preference is
 checked on the client and on what the app gave Motor's constructor (pymongo's default is primary
-too: only the latter would notice the setting gone). An operator's URI option wins over both
-(pymongo lets a keyword argument win, so the app passes neither when the URI names it).
+too: only the latter would notice the setting gone). A URI asking for less is overridden
+(pymongo lets a keyword argument win over the URI) and the start-up warns of it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pymongo.write_concern import WriteConcern
 from payments_api.config.database import Database, describe_uri
 from payments_api.config.settings import Settings
 from payments_api.services.registry import Services
+from tests.fixtures.apps import capture_logs
 from tests.fixtures.factories import create_merchant, register_user
 from tests.fixtures.payments import payment_body, post_payment
 from tests.fixtures.wire import WireServer
@@ -97,20 +98,20 @@ async def test_a_transaction_reads_a_snapshot_and_commits_with_majority(
     assert commit.get("writeConcern") == MAJORITY, commit
 
 
-async def test_an_operators_uri_options_win(
+async def test_a_uri_asking_for_weaker_writes_or_secondary_reads_is_overridden_and_said_so(
     make_settings: Callable[..., Settings], wire_server: WireServer, wire_db_name: str
 ) -> None:
-    uri = _with_options(
-        wire_server.uri, "W=1&readpreference=secondaryPreferred&readConcernLevel=local"
-    )
+    uri = _with_options(wire_server.uri, "W=1&readpreference=secondaryPreferred&wTimeoutMS=4000")
     settings = make_settings(mongodb_uri=uri, mongodb_db=wire_db_name)
     database = Database(settings)
     try:
-        assert database.client.write_concern.document == {"w": 1}
-        assert database.client.read_preference == ReadPreference.SECONDARY_PREFERRED
-        # Left to the client (the URI's), but the read preference: a transaction has primary.
-        options = database.transaction_options
-        assert (options.read_concern, options.write_concern) == (None, None)
-        assert options.read_preference == ReadPreference.PRIMARY
+        with capture_logs(settings) as logs:
+            await database.connect()
+        assert database.client.write_concern.document == {**MAJORITY, "wtimeout": 4000}
+        assert database.client.read_preference == ReadPreference.PRIMARY
+        assert database.transaction_options.write_concern == WriteConcern("majority")
     finally:
         database.close()
+    [warning] = [r for r in logs.records if r["message"].startswith("MONGODB_URI options")]
+    assert warning["level"] == "warning"
+    assert warning["options"] == ["w", "readPreference"]

@@ -185,8 +185,8 @@ def uri_option_names(uri: str) -> set[str]:
     return {name.lower() for name in split_options(options, validate=False, normalize=False)}
 
 
-CLIENT_DEFAULTS: dict[str, str] = {"w": "majority", "readPreference": "primary"}
-"""What the Motor client is given unless `MONGODB_URI` names the option itself.
+CLIENT_SETTINGS: dict[str, Any] = {"w": "majority", "readPreference": "primary"}
+"""What the Motor client is always given, whatever `MONGODB_URI` says.
 
 `w: majority`: a write acknowledged by the primary alone can be rolled back when that member
 fails over before a majority has it, and a payment, refund or ledger record the caller was
@@ -196,45 +196,36 @@ a secondary may answer with a state older than the last acknowledged write.
 
 pymongo lets a keyword argument win over the same option in the URI (the MongoClient
 docstring: "If the same option is passed in a URI and as a keyword parameter the keyword
-parameter takes precedence"), so each is passed only when the URI does not name it: an
-operator's `?w=…` or `?readPreference=…` still wins, as a URI option does anywhere else."""
+parameter takes precedence"): a `?w=1` or `?readPreference=secondary` in the URI is
+overridden, and the start-up says so in a warning (`overridden_uri_options`). Whether money
+may be acknowledged before it is durable is not a connection-string setting. The URI's other
+options (`wTimeoutMS`, `journal`, …) still apply."""
 
 
-def client_defaults(uri: str) -> dict[str, Any]:
-    """CLIENT_DEFAULTS less the options `uri` names itself."""
+def overridden_uri_options(uri: str) -> list[str]:
+    """The options of `uri` that CLIENT_SETTINGS override."""
     named = uri_option_names(uri)
-    return {name: value for name, value in CLIENT_DEFAULTS.items() if name.lower() not in named}
-
-
-WRITE_CONCERN_OPTIONS = frozenset({"w", "wtimeoutms", "journal"})
+    return [name for name in CLIENT_SETTINGS if name.lower() in named]
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionSettings:
-    """The options a transaction is started with; None: the client's (the URI's)."""
+    """The options every transaction is started with (`Database.transaction`)."""
 
-    read_concern: ReadConcern | None
-    write_concern: WriteConcern | None
+    read_concern: ReadConcern
+    write_concern: WriteConcern
     read_preference: Primary
 
 
-def transaction_options(uri: str) -> TransactionSettings:
-    """How `Database.transaction()` starts a transaction on `uri`.
-
-    - read concern `snapshot`: every read of the transaction sees one point in time, the one its
-      writes commit on top of (unless the URI names `readConcernLevel`: then the client's, the
-      URI's, as pymongo does for a transaction given none);
-    - write concern `majority`: the commit is acknowledged once a majority has it, so a
-      failover cannot roll it back (unless the URI names `w`, `wTimeoutMS` or `journal`: then
-      the client's, which is the URI's `w`, or `majority` with the URI's other settings);
-    - read preference primary, always: pymongo refuses any other in a transaction ("read
-      preference in a transaction must be primary"), so no URI option can change it there."""
-    named = uri_option_names(uri)
-    return TransactionSettings(
-        read_concern=None if "readconcernlevel" in named else ReadConcern("snapshot"),
-        write_concern=None if named & WRITE_CONCERN_OPTIONS else WriteConcern("majority"),
-        read_preference=ReadPreference.PRIMARY,
-    )
+TRANSACTION_SETTINGS = TransactionSettings(
+    read_concern=ReadConcern("snapshot"),
+    write_concern=WriteConcern("majority"),
+    read_preference=ReadPreference.PRIMARY,
+)
+"""Read concern `snapshot`: every read of a step sees one point in time, the one its writes
+commit on top of. Write concern `majority`: a commit acknowledged once a majority has it, which
+a failover cannot roll back. Read preference primary (pymongo allows no other in a
+transaction)."""
 
 
 def describe_uri(uri: str) -> str:
@@ -255,7 +246,7 @@ class Database:
         self.client: Any = self._make_client(settings)
         self.db: Any = self.client[settings.mongodb_db]
         self.supports_transactions = False
-        self.transaction_options = transaction_options(settings.mongodb_uri or "")
+        self.transaction_options = TRANSACTION_SETTINGS
 
     @staticmethod
     def _make_client(settings: Settings) -> Any:
@@ -267,7 +258,7 @@ class Database:
 
         return AsyncIOMotorClient(
             settings.mongodb_uri,
-            **client_defaults(settings.mongodb_uri),
+            **CLIENT_SETTINGS,
             tz_aware=True,
             serverSelectionTimeoutMS=2000,
             connectTimeoutMS=2000,
@@ -305,14 +296,14 @@ class Database:
                 "(it is neither a replica set nor mongos)"
             )
         self.supports_transactions = mode == "on" or (mode == "auto" and replica)
-        logger.info(
-            "connected to MongoDB",
-            uri=uri,
-            transactions=self.supports_transactions,
-            # What won, CLIENT_DEFAULTS or the URI's own options.
-            writeConcern=self.client.write_concern.document,
-            readPreference=self.client.read_preference.mongos_mode,
-        )
+        overridden = overridden_uri_options(self.settings.mongodb_uri or "")
+        if overridden:
+            logger.warning(
+                "MONGODB_URI options overridden: writes are acknowledged by a majority and "
+                "read from the primary",
+                options=overridden,
+            )
+        logger.info("connected to MongoDB", uri=uri, transactions=self.supports_transactions)
 
     async def _accepts_transactions(self) -> bool:
         """Whether a server whose `hello` names no replica set still runs transactions (a
@@ -360,7 +351,7 @@ class Database:
         """Group the writes of one step. Yields a session to pass as `session=` to every Motor
         call inside, or None where the deployment has no transactions (each step is then
         made safe by deterministic ids and guarded updates instead). Its options are
-        `transaction_options`: snapshot and majority unless the URI names its own, primary."""
+        TRANSACTION_SETTINGS: snapshot, majority, primary."""
         if not self.supports_transactions:
             yield None
             return
