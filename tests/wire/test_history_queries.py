@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from payments_api.config.database import INDEXES
+from payments_api.config.indexes import INDEXES
 from payments_api.models import payment_pages
 from payments_api.models.payment import Payment
 from payments_api.services.payment_history import HistoryQuery, Owner, filters_of

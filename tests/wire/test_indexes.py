@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from payments_api.config.database import INDEXES
+from payments_api.config.indexes import INDEXES
 from payments_api.services.registry import Services
 from tests.fixtures.factories import register_user
 from tests.fixtures.wire import WireServer
