@@ -49,13 +49,7 @@ async def test_not_ready_when_the_cluster_runs_no_script(
 async def test_a_standalone_client_on_a_cluster_node_is_refused_at_start_up(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(redis_cluster=False)
-    client = create_redis(settings)
-    try:
-        with pytest.raises(StartupError, match="set REDIS_CLUSTER=true"):
-            await wait_for_redis(client, settings, wait_seconds=2)
-    finally:
-        await client.aclose()
+    await refused_at_start_up(make_settings(redis_cluster=False), "set REDIS_CLUSTER=true")
 
 
 async def test_a_cluster_client_on_a_standalone_redis_is_refused_at_start_up(
@@ -63,12 +57,18 @@ async def test_a_cluster_client_on_a_standalone_redis_is_refused_at_start_up(
 ) -> None:
     with redis_server(tmp_path, pytest.fail) as standalone:
         settings = make_settings(redis_url=standalone.url)
-        client = create_redis(settings)
-        try:
-            with pytest.raises(StartupError, match="not a node of a Redis Cluster"):
-                await wait_for_redis(client, settings, wait_seconds=30)
-        finally:
-            await client.aclose()
+        await refused_at_start_up(settings, "not a node of a Redis Cluster")
+
+
+async def refused_at_start_up(settings: Settings, reason: str) -> None:
+    """The start-up's wait for Redis stops with `reason` (not, after its 30 s, with "could not
+    be reached")."""
+    client = create_redis(settings)
+    try:
+        with pytest.raises(StartupError, match=reason):
+            await wait_for_redis(client, settings, wait_seconds=30)
+    finally:
+        await client.aclose()
 
 
 async def test_every_key_the_service_writes_carries_a_hash_tag(
