@@ -30,7 +30,7 @@ from payments_api.utils.logger import get_logger, log_security_event
 logger = get_logger("rate-limit")
 
 API_PREFIX = "/api/"
-UNCOUNTED_REPORT_SECONDS = 60.0
+UNCOUNTED_REPORT_SECONDS = 60
 """While Redis cannot count, one error line per this many seconds says how many went uncounted."""
 
 
@@ -44,7 +44,7 @@ class UncountedRequests:
 
     def __init__(
         self,
-        every_seconds: float = UNCOUNTED_REPORT_SECONDS,
+        every_seconds: int = UNCOUNTED_REPORT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.every_seconds = every_seconds
