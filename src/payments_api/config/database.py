@@ -140,7 +140,6 @@ class Database:
         self.client: Any = self._make_client(settings)
         self.db: Any = self.client[settings.mongodb_db]
         self.supports_transactions = False
-        self.transaction_options = TRANSACTION_SETTINGS
 
     @staticmethod
     def _make_client(settings: Settings) -> Any:
@@ -253,7 +252,7 @@ class Database:
             yield session
 
     def _start_transaction(self, session: Any) -> Any:
-        options = self.transaction_options
+        options = TRANSACTION_SETTINGS
         return session.start_transaction(
             read_concern=options.read_concern,
             write_concern=options.write_concern,
