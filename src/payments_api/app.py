@@ -26,12 +26,14 @@ from payments_api.middleware.liveness import LivenessMiddleware
 from payments_api.middleware.methods import HeadAsGetMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
+from payments_api.middleware.tracing import tracing_middleware
 from payments_api.routes import health, openapi
 from payments_api.routes.api import v1
 from payments_api.sandbox_gateway.app import create_sandbox_app
 from payments_api.services.registry import open_services
 from payments_api.utils.logger import configure_logging, get_logger
 from payments_api.utils.metrics import Metrics
+from payments_api.utils.tracing import Tracing, start_tracing
 from payments_api.worker import run_loops
 
 logger = get_logger("app")
@@ -97,22 +99,23 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     this process too: `serve` asks for that on the in-memory stand-ins or RUN_WORKER=true."""
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.app_env)
+    tracing = start_tracing(settings, role="serve")  # before any client it instruments exists
     metrics = Metrics()
     app = PaymentsApp(
         title="payments-api",
         version=__version__,
         description="Payments, refunds and merchants for mobile and web clients.",
-        lifespan=_lifespan(settings, metrics, run_worker=run_worker),
-        middleware=_middleware(settings, metrics),
+        lifespan=_lifespan(settings, metrics, tracing, run_worker=run_worker),
+        middleware=[*tracing_middleware(tracing), *_middleware(settings, metrics)],
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
         # A slash redirect is built from `Host`, which the client chose: a trailing slash is a
         # 404 like any other unknown path, and no answer ever names the request's host.
         redirect_slashes=False,
-        # FastAPI's own OpenTelemetry instrumentation, off: this service exports no traces
-        # yet, and with it on every request asks the global providers whether it should
-        # (and PaymentsApp would bypass it).
+        # FastAPI's own OpenTelemetry hooks, off: with them on every request asks the global
+        # providers whether it should trace (and PaymentsApp would bypass them); traces,
+        # when on, come from the ASGI instrumentation (middleware/tracing.py).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
@@ -124,7 +127,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     return app
 
 
-def _lifespan(settings: Settings, metrics: Metrics, *, run_worker: bool) -> Lifespan:
+def _lifespan(
+    settings: Settings, metrics: Metrics, tracing: Tracing | None, *, run_worker: bool
+) -> Lifespan:
     """Open the services (and with `run_worker` start the worker loops) when the app starts;
     on shutdown stop the loops, let them finish their pass, and close the services."""
 
@@ -155,6 +160,8 @@ def _lifespan(settings: Settings, metrics: Metrics, *, run_worker: bool) -> Life
                 await worker
             await services.aclose()
             logger.info("payments-api stopped")
+            if tracing is not None:
+                tracing.flush()
 
     return lifespan
 

@@ -16,6 +16,7 @@ from payments_api.config.settings import Settings
 from payments_api.services.registry import Services, open_services
 from payments_api.utils.logger import configure_logging, get_logger
 from payments_api.utils.metrics import Metrics
+from payments_api.utils.tracing import start_tracing
 
 logger = get_logger("worker")
 
@@ -64,6 +65,7 @@ async def run_loops(services: Services, stop: asyncio.Event) -> None:
 async def run_worker_process(settings: Settings) -> None:
     """`payments-api worker`: open the services, run the loops until SIGTERM or SIGINT."""
     configure_logging(settings.log_level, settings.app_env)
+    tracing = start_tracing(settings, role="worker")  # before any client it instruments exists
     services = await open_services(settings, Metrics())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,3 +75,5 @@ async def run_worker_process(settings: Settings) -> None:
         await run_loops(services, stop)
     finally:
         await services.aclose()
+        if tracing is not None:
+            tracing.flush()

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from payments_api.config.constants import MAX_MONEY
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+OtlpProtocol = Literal["http/protobuf", "grpc"]
 
 DEV_JWT_SECRET = "dev-only-jwt-secret-never-use-in-production"  # noqa: S105
 MIN_PRODUCTION_SECRET_BYTES = 32
@@ -65,6 +66,14 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password: SecretStr | None = None
+    # OpenTelemetry's standard variables that decide whether and where traces go; the SDK reads
+    # the others itself (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, OTEL_TRACES_SAMPLER, OTEL_BSP_*…).
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: OtlpProtocol = "http/protobuf"
+    otel_exporter_otlp_traces_protocol: OtlpProtocol | None = None
+    otel_sdk_disabled: bool = False
+    otel_service_name: str = Field(default="payments-api", min_length=1)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -89,7 +98,15 @@ class Settings(BaseSettings):
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("mongodb_uri", "redis_url", "gateway_url", mode="before")
+    @field_validator(
+        "mongodb_uri",
+        "redis_url",
+        "gateway_url",
+        "otel_exporter_otlp_endpoint",
+        "otel_exporter_otlp_traces_endpoint",
+        "otel_exporter_otlp_traces_protocol",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -142,6 +159,27 @@ class Settings(BaseSettings):
     @property
     def jwt_signing_key(self) -> str:
         return self.jwt_secret.get_secret_value() if self.jwt_secret else DEV_JWT_SECRET
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Traces are exported when an OTLP endpoint is set and the SDK is not disabled."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return endpoint is not None and not self.otel_sdk_disabled
+
+    @property
+    def otlp_traces_protocol(self) -> OtlpProtocol:
+        return self.otel_exporter_otlp_traces_protocol or self.otel_exporter_otlp_protocol
+
+    @property
+    def otlp_traces_endpoint(self) -> str | None:
+        """Where spans go, as the specification reads the variables: the traces endpoint as
+        given, else the base endpoint (with `/v1/traces` appended over HTTP)."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint
+        if base is None or self.otlp_traces_protocol == "grpc":
+            return base
+        return base.rstrip("/") + "/v1/traces"
 
     @cached_property
     def rate_limit_item(self) -> RateLimitItem:

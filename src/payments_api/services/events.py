@@ -27,6 +27,7 @@ from payments_api.utils import ids, workers
 from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger
 from payments_api.utils.metrics import Metrics
+from payments_api.utils.tracing import payment_span
 
 logger = get_logger("events")
 
@@ -132,8 +133,9 @@ class EventDispatcher:
             if event is None:
                 break
             try:
-                async with self._lease_kept(event):
-                    await self._handle(event)
+                with payment_span("deliver event", event.payment_id):
+                    async with self._lease_kept(event):
+                        await self._handle(event)
             except Exception:
                 logger.exception("event dispatch failed", eventId=event.id)
                 await self._release(event.id, now + timedelta(seconds=FIRST_RETRY_SECONDS))

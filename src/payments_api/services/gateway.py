@@ -29,6 +29,7 @@ import httpx
 
 from payments_api.config.settings import Settings
 from payments_api.utils.logger import get_logger
+from payments_api.utils.tracing import trace_http_client
 
 logger = get_logger("gateway")
 
@@ -54,13 +55,15 @@ class GatewayResult:
 class GatewayClient:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.timeout = settings.gateway_timeout_seconds
-        self.client = httpx.AsyncClient(
-            base_url=settings.gateway_url or SANDBOX_BASE_URL,
-            transport=transport,
-            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 3.0)),
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
-            ),
+        self.client = trace_http_client(
+            httpx.AsyncClient(
+                base_url=settings.gateway_url or SANDBOX_BASE_URL,
+                transport=transport,
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 3.0)),
+                limits=httpx.Limits(
+                    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
+                ),
+            )
         )
 
     async def aclose(self) -> None:

@@ -55,6 +55,7 @@ from payments_api.services.settlement import SettlementService
 from payments_api.utils import ids
 from payments_api.utils.clock import utcnow
 from payments_api.utils.logger import log_business_event
+from payments_api.utils.tracing import tag_payment
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ class PaymentService:
             if merchant is None or not merchant.is_active:
                 raise MerchantNotFound()
             payment = self._new_payment(user_id, merchant.id, key, claim.fingerprint, request)
+            tag_payment(payment.id)
             await payment_store.insert(self.db, payment)
         except (UnauthorizedError, UserInactive, MerchantNotFound, DuplicateKeyError) as refused:
             made = await payment_store.find_by_idempotency_key(self.db, user_id, key)

@@ -51,6 +51,7 @@ from payments_api.utils import workers
 from payments_api.utils.leases import LeaseKeeper
 from payments_api.utils.logger import get_logger
 from payments_api.utils.metrics import Metrics
+from payments_api.utils.tracing import payment_span
 
 logger = get_logger("reconciliation")
 
@@ -106,8 +107,9 @@ class Reconciler:
                 if payment is None:
                     break
                 try:
-                    async with self._lease_kept(payment):
-                        await handle(payment)
+                    with payment_span("reconcile payment", payment.id):
+                        async with self._lease_kept(payment):
+                            await handle(payment)
                 except Exception:
                     logger.exception("reconciliation failed", paymentId=payment.id)
                 handled += 1

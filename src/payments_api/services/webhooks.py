@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from payments_api.utils.crypto import hmac_sha256_hex
+from payments_api.utils.tracing import trace_http_client
 
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 SIGNATURE_HEADER = "X-Webhook-Signature"
@@ -94,9 +95,11 @@ async def post_webhook(
 
 
 def create_webhook_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(WEBHOOK_TIMEOUT_SECONDS),
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
-        headers={"User-Agent": "payments-api-webhooks/1"},
+    return trace_http_client(
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(WEBHOOK_TIMEOUT_SECONDS),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            headers={"User-Agent": "payments-api-webhooks/1"},
+        )
     )

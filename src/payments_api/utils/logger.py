@@ -26,6 +26,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from payments_api import __version__
 from payments_api.utils.clock import iso_now
 from payments_api.utils.redaction import redact, scrub_text
+from payments_api.utils.tracing import add_trace_ids, trace_ids
 
 
 class _StaticFields:
@@ -127,6 +128,7 @@ def log_request(level: str, fields: dict[str, Any]) -> None:
         "pid": os.getpid(),
         "component": "http",
         **fields,
+        **trace_ids(),
     }
     _WRITER.write_line(_json_bytes(line))
 
@@ -136,6 +138,7 @@ def _rendering() -> list[Processor]:
     return [
         structlog.processors.format_exc_info,
         redact,  # before the fields this process adds itself, which need no scrubbing
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="@timestamp"),
         _STATIC_FIELDS,

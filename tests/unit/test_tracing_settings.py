@@ -1,0 +1,65 @@
+"""Which OTEL_* variables turn traces on and where they go, as OpenTelemetry's specification
+reads them: a base endpoint gets `/v1/traces` over HTTP and is used as is over gRPC; the
+traces-only variables win over the general ones; OTEL_SDK_DISABLED turns it all off."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from payments_api.config.settings import Settings
+from tests.unit.test_settings import load, refusal
+
+
+def with_env(monkeypatch: pytest.MonkeyPatch, **variables: str) -> Settings:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return load()
+
+
+def test_no_endpoint_means_no_traces(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not load().tracing_enabled
+    assert not with_env(monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT="  ").tracing_enabled
+
+
+def test_a_base_endpoint_over_http_gets_the_traces_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = with_env(monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318/")
+    assert settings.tracing_enabled
+    assert settings.otlp_traces_protocol == "http/protobuf"  # the specification's default
+    assert settings.otlp_traces_endpoint == "http://collector:4318/v1/traces"
+
+
+def test_a_base_endpoint_over_grpc_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = with_env(
+        monkeypatch,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+    )
+    assert settings.otlp_traces_protocol == "grpc"
+    assert settings.otlp_traces_endpoint == "http://collector:4317"
+
+
+def test_the_traces_variables_win_over_the_general_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = with_env(
+        monkeypatch,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://traces:9999/custom",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+    )
+    assert settings.otlp_traces_protocol == "http/protobuf"
+    assert settings.otlp_traces_endpoint == "http://traces:9999/custom"
+
+
+def test_the_sdk_disabled_turns_traces_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = with_env(
+        monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318", OTEL_SDK_DISABLED="true"
+    )
+    assert not settings.tracing_enabled
+
+
+def test_an_unknown_protocol_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = refusal(monkeypatch, OTEL_EXPORTER_OTLP_PROTOCOL="thrift")
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in message
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, otel_exporter_otlp_traces_protocol="udp")  # type: ignore[call-arg,arg-type]
