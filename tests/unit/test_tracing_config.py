@@ -4,6 +4,10 @@ traces-only variables win over the general ones; OTEL_SDK_DISABLED turns it all 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -63,3 +67,26 @@ def test_an_unknown_protocol_is_refused_by_name(monkeypatch: pytest.MonkeyPatch)
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in message
     with pytest.raises(ValidationError):
         Settings(_env_file=None, otel_exporter_otlp_traces_protocol="udp")  # type: ignore[call-arg,arg-type]
+
+
+def test_off_the_app_loads_nothing_of_the_sdk_and_adds_no_layer() -> None:
+    """Off costs nothing: no tracer provider, no instrumentation, no exporter, no middleware in
+    the request's path. (redis-py imports the SDK's metrics module itself when it is
+    installed, to find out whether it is; that is not ours, and does no work per command.)"""
+    probe = (
+        "import sys\n"
+        "from payments_api.app import create_app\n"
+        "from payments_api.config.settings import Settings\n"
+        "app = create_app(Settings(_env_file=None))\n"
+        "names = [m.cls.__name__ for m in app.user_middleware]\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk.trace', "
+        "'opentelemetry.instrumentation', 'opentelemetry.exporter')))\n"
+        "print(names[0], loaded)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(  # a fresh interpreter: this one has imported the SDK for tests
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "EdgeMiddleware"
+    assert result.stdout.strip().endswith("[]")
