@@ -27,7 +27,7 @@ from payments_api.middleware.methods import HeadAsGetMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
 from payments_api.middleware.tracing import tracing_middleware
-from payments_api.routes import health, openapi
+from payments_api.routes import docs, health, openapi
 from payments_api.routes.api import v1
 from payments_api.sandbox_gateway.app import create_sandbox_app
 from payments_api.services.registry import open_services
@@ -107,8 +107,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         description="Payments, refunds and merchants for mobile and web clients.",
         lifespan=_lifespan(settings, metrics, tracing, run_worker=run_worker),
         middleware=[*tracing_middleware(tracing), *_middleware(settings, metrics)],
-        docs_url="/docs",
+        # /docs is routes/docs.py's, served from this origin alone (FastAPI's own
+        # pages load Swagger UI from a CDN and start it with an inline script).
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
         # A slash redirect is built from `Host`, which the client chose: a trailing slash is a
         # 404 like any other unknown path, and no answer ever names the request's host.
@@ -122,6 +125,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.state.started_at = time.monotonic()
     register_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(v1.router)
     openapi.install(app)
     return app

@@ -1,5 +1,11 @@
-"""Helmet's defaults for an API, added to every response; the docs page alone gets a CSP
-that lets Swagger UI load its script and styles."""
+"""Helmet's defaults for an API, added to every response.
+
+The docs page (routes/docs.py) loads everything from this origin and runs no inline script, so
+its CSP is the API's, less one directive: `upgrade-insecure-requests`, which makes a browser
+fetch the page's own files over https. A page opened over plain http by a host name (an
+operator on an internal network: `http://payments-api.internal:3000/docs`) would then ask for
+its script and styles on a port that speaks no TLS, and stay blank. The page's URLs are all
+relative, so over https they are https without it (tests/browser/test_docs_page.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +17,8 @@ API_CSP = (
     "object-src 'none'; script-src 'self'; script-src-attr 'none'; "
     "style-src 'self' 'unsafe-inline'; upgrade-insecure-requests"
 )
-DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data: https:; object-src 'none'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'"
-)
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_CSP = API_CSP.removesuffix("; upgrade-insecure-requests")
+DOCS_PATHS = frozenset({"/docs"})
 
 _COMMON: list[tuple[bytes, bytes]] = [
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains; preload"),
