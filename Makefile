@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test mutate lint format bench redis-server clean
+.PHONY: run test mutate lint format bench redis-server chromium clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'Python 3.11 or newer is needed')"
@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/payments-api serve
 
 ## Run the whole test suite against a throwaway redis-server the tests start themselves.
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server chromium
 	$(BIN)/python -m pytest
 
 ## The mutation check of the money rules (slow, not part of `test`): see tests/mutation.
@@ -47,6 +47,19 @@ redis-server:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
 	  else \
 	    echo "The tests need redis-server and redis-cli on PATH: install them (Debian/Ubuntu: sudo apt-get install redis-server redis-tools; macOS: brew install redis) and run make test again."; \
+	    exit 1; \
+	  fi; }
+
+# The browser tier (tests/browser) drives Debian's headless Chromium at /usr/bin/chromium (never a
+# browser build of Playwright's own, which cannot be downloaded here): install it when missing.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "$(CHROMIUM) is missing: installing the Debian package chromium"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "The browser tests need Chromium at $(CHROMIUM): install it (Debian/Ubuntu: sudo apt-get install chromium) and run make test again."; \
 	    exit 1; \
 	  fi; }
 
