@@ -1,9 +1,10 @@
 """The sandbox payment gateway: a small card processor for development and tests.
 
-It answers by the last three digits of the amount (402 declined, 408 slow, 503 unavailable,
-409 a charge request that arrives late, anything else approved), keeps what it charged in
-memory (`ledger.py`), and is idempotent on the paymentId of a charge and the refundId of a
-refund. `charges_made` counts real charges, so tests can prove that one key never charged twice.
+It answers by the last three digits of the amount (`endings.py`: 402 declined, 408 slow, 503
+unavailable, 409 a charge request that arrives late, anything else approved), keeps what it
+charged in memory (`ledger.py`), and is idempotent on the paymentId of a charge and the refundId
+of a refund. `charges_made` counts real charges, so tests can prove that one key never charged
+twice.
 
 A charge with `capture: false` authorizes instead (same endings, same idempotency, counted in
 `authorizations_made`): the amount is held, then taken once by
@@ -25,6 +26,15 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from payments_api.sandbox_gateway.endings import (
+    DECLINED,
+    LATE,
+    LATE_EXTRA_SECONDS,
+    SLOW,
+    SLOW_EXTRA_SECONDS,
+    UNAVAILABLE,
+    ending_of,
+)
 from payments_api.sandbox_gateway.ledger import Charge, SandboxLedger
 
 __all__ = ["Charge", "SandboxLedger", "create_sandbox_app"]
@@ -65,7 +75,7 @@ def create_sandbox_app(timeout_seconds: float, reconcile_after_seconds: float) -
     app = FastAPI(title="sandbox-gateway", docs_url=None, redoc_url=None, openapi_url=None)
     ledger = SandboxLedger()
     app.state.ledger = ledger
-    late_charge_delay = timeout_seconds + reconcile_after_seconds + 3
+    late_charge_delay = timeout_seconds + reconcile_after_seconds + LATE_EXTRA_SECONDS
     _add_charge_routes(
         app, ledger, timeout_seconds=timeout_seconds, late_charge_delay=late_charge_delay
     )
@@ -102,18 +112,18 @@ def _add_charge_routes(
     @app.post("/v1/charges")
     async def charge(body: ChargeRequest) -> JSONResponse:
         ledger.charge_attempts[body.payment_id] = ledger.charge_attempts.get(body.payment_id, 0) + 1
-        ending = body.amount % 1000
-        if ending == 409 and body.payment_id not in ledger.charges:
+        ending = ending_of(body.amount)
+        if ending == LATE and body.payment_id not in ledger.charges:
             # Held on its way: it lands long after the caller stopped waiting, unless the
             # paymentId was reversed meanwhile (the check below runs after the wait).
             await asyncio.sleep(late_charge_delay)
         existing = ledger.charges.get(body.payment_id)
         if existing is not None:
             return _answer_existing(existing, body)
-        if ending == 503:
+        if ending == UNAVAILABLE:
             return _problem(503, "PROCESSOR_UNAVAILABLE", "The processor is unavailable")
         manual = not body.capture
-        if ending == 402:
+        if ending == DECLINED:
             declined = Charge.declined(body.payment_id, body.amount, body.currency, manual=manual)
             ledger.charges[body.payment_id] = declined
             return JSONResponse(declined.to_json(), status_code=402)
@@ -123,8 +133,8 @@ def _add_charge_routes(
             ledger.authorizations_made += 1
         else:
             ledger.charges_made += 1
-        if ending == 408:
-            await asyncio.sleep(timeout_seconds + 2)
+        if ending == SLOW:
+            await asyncio.sleep(timeout_seconds + SLOW_EXTRA_SECONDS)
         return JSONResponse(taken.to_json())
 
     @app.get("/v1/charges/{payment_id}")
