@@ -27,7 +27,7 @@ from payments_api.middleware.methods import HeadAsGetMiddleware
 from payments_api.middleware.payment_read import CachedPaymentReadMiddleware
 from payments_api.middleware.rate_limit import RateLimitMiddleware
 from payments_api.middleware.tracing import tracing_middleware
-from payments_api.routes import docs, health, openapi
+from payments_api.routes import docs, health, openapi, webhook_docs
 from payments_api.routes.api import v1
 from payments_api.sandbox_gateway.app import create_sandbox_app
 from payments_api.services.registry import open_services
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(v1.router)
+    webhook_docs.install(app)
     openapi.install(app)
     return app
 

@@ -94,6 +94,18 @@ async def open_recorded(browser: Browser, url: str) -> tuple[Page, PageRecord]:
     return page, record
 
 
+async def shown_examples(page: Page, path: str) -> list[str]:
+    """Open the POST operation at `path` and read the names its body example picker offers."""
+    operation = page.locator(f".opblock-post:has(.opblock-summary-path[data-path='{path}'])")
+    await operation.locator(".opblock-summary").click()
+    picker = operation.locator(".opblock-section-request-body .examples-select select")
+    await picker.wait_for(timeout=RENDER_TIMEOUT_MS)
+    names: list[str] = await picker.locator("option").evaluate_all(
+        "options => options.map(option => option.value)"
+    )
+    return names
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", INTERNAL_HOST])
 async def test_docs_render_every_operation_from_the_service_alone(
     browser: Browser, service: ServeProcess, host: str
@@ -111,6 +123,7 @@ async def test_docs_render_every_operation_from_the_service_alone(
             timeout=RENDER_TIMEOUT_MS,
         )
     drawn = await page.locator(".opblock").count()
+    examples = await shown_examples(page, "/api/v1/payments") if drawn == expected else []
     record.violations = await page.evaluate("window.__cspViolations")
     took = time.monotonic() - started
 
@@ -120,3 +133,5 @@ async def test_docs_render_every_operation_from_the_service_alone(
     errors = [text for text in record.console_errors if not text.startswith(PLAIN_HTTP_NOTICE)]
     assert errors == []
     assert drawn == expected, f"{drawn} of {expected} operations drawn in {took:.1f} s"
+    body = document["paths"]["/api/v1/payments"]["post"]["requestBody"]["content"]
+    assert examples == list(body["application/json"]["examples"])

@@ -198,6 +198,7 @@ async def test_head_answers_every_get_route_as_get_without_the_body(
         "paymentId": payment["paymentId"],
         "merchantId": shop.merchant.merchant_id,
         "userId": shop.user.user_id,
+        "name": "swagger-init.js",  # /docs/assets/{name}
     }
     templates = get_routes(app)
     assert "/api/v1/payments/{paymentId}" in templates

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from payments_api.config.constants import REQUEST_ID_MAX_LENGTH
+from payments_api.routes.openapi_examples import describe_examples
 
 API_PREFIX = "/api/"
 
@@ -94,7 +95,8 @@ def describe_shared_headers(document: dict[str, Any]) -> None:
 
 
 def install(app: FastAPI) -> None:
-    """Make `app.openapi()` (and so /openapi.json and /docs) include the shared headers."""
+    """Make `app.openapi()` (and so /openapi.json and /docs) include the shared headers and
+    the examples."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -102,6 +104,7 @@ def install(app: FastAPI) -> None:
             return app.openapi_schema
         document = build()  # FastAPI's own; it keeps it as app.openapi_schema
         describe_shared_headers(document)
+        describe_examples(document)
         app.openapi_schema = document
         return document
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from payments_api.config.constants import EventType
+from pydantic import Field
+
+from payments_api.config.constants import EventType, PaymentStatus
 from payments_api.schemas.common import ApiDatetime, CamelModel, Envelope
+from payments_api.schemas.payments import PaymentOut
 
 EventStatus = Literal["pending", "delivered", "dead"]
 
@@ -56,3 +59,22 @@ class EventPagination(CamelModel):
 class EventPageEnvelope(Envelope):
     events: list[EventOut]
     pagination: EventPagination
+
+
+class WebhookEventData(CamelModel):
+    payment: PaymentOut = Field(description="The payment as the change left it")
+    sequence: int = Field(
+        ge=1,
+        description="The change's place among the payment's changes (1, 2, 3 … with no gaps): "
+        "a receiver that has seen sequence n drops anything ≤ n",
+    )
+    previous_status: PaymentStatus = Field(description="The status the change left")
+
+
+class WebhookEvent(CamelModel):
+    """The body of a webhook delivery (and of an entry of the Redis stream `payments:events`)."""
+
+    id: str = Field(description="The event's id (`evt_…`): receivers dedupe by it")
+    type: EventType
+    created_at: ApiDatetime
+    data: WebhookEventData

@@ -21,6 +21,7 @@ from payments_api.errors import (
     ValidationFailed,
 )
 from payments_api.middleware.auth import AnyCaller, CurrentUser, ServicesDep
+from payments_api.routes.payment_examples import CREATE_DESCRIPTION
 from payments_api.schemas.errors import JSON_BODY, error_responses
 from payments_api.schemas.payments import (
     CancelEnvelope,
@@ -80,6 +81,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", include_i
     "",
     status_code=201,
     response_model=PaymentReplayEnvelope | PaymentEnvelope,
+    description=CREATE_DESCRIPTION,
     responses={
         200: {"model": PaymentReplayEnvelope, "description": "Idempotent replay"},
         202: {"model": PaymentEnvelope, "description": "Outcome unknown yet: poll the payment"},
