@@ -11,12 +11,8 @@ import copy
 from typing import Any
 
 from payments_api.routes.payment_examples import CREATE_EXAMPLES, RESPONSE_EXAMPLES
-from payments_api.routes.webhook_docs import (
-    EVENT_EXAMPLES,
-    SIGNATURE_HEADER,
-    WEBHOOK_NAME,
-    signature_examples,
-)
+from payments_api.routes.webhook_docs import EVENT_EXAMPLES, WEBHOOK_NAME, signature_examples
+from payments_api.services.webhooks import SIGNATURE_HEADER
 
 CREATE_PAYMENT = ("/api/v1/payments", "post")
 

@@ -2,9 +2,8 @@
 signature header, and what the answer means to the sender (services/events.py delivers it,
 services/webhooks.py signs and posts it), with examples (placed by openapi_examples.py).
 
-The example signature is the real scheme applied to the example body with the example secret,
-so a receiver can check its verification code against it
-(tests/integration/test_openapi_examples.py recomputes it with the delivery code).
+The example signature is the delivery code's own signing of the example body with the example
+secret, so a receiver can check its verification code against it.
 """
 
 from __future__ import annotations
@@ -16,10 +15,9 @@ from fastapi import FastAPI, Header, Response
 
 from payments_api.routes.payment_examples import COMPLETED_PAYMENT, DECLINED_PAYMENT
 from payments_api.schemas.events import WebhookEvent
-from payments_api.utils.crypto import hmac_sha256_hex
+from payments_api.services.webhooks import SIGNATURE_HEADER, signature_header
 
 WEBHOOK_NAME = "paymentEvent"
-SIGNATURE_HEADER = "X-Webhook-Signature"
 EXAMPLE_SECRET = "whsec_example_secret_do_not_use"  # noqa: S105 - a documented example
 EXAMPLE_TIMESTAMP = 1764581400
 """2026-12-01T09:30:00Z in Unix seconds."""
@@ -57,8 +55,8 @@ def raw_body(event: dict[str, Any]) -> bytes:
 
 
 def example_signature(event: dict[str, Any]) -> str:
-    signed = f"{EXAMPLE_TIMESTAMP}.".encode() + raw_body(event)
-    return f"t={EXAMPLE_TIMESTAMP},v1={hmac_sha256_hex(EXAMPLE_SECRET, signed)}"
+    """The header a delivery of `event` would carry, signed by the delivery code itself."""
+    return signature_header([EXAMPLE_SECRET], EXAMPLE_TIMESTAMP, raw_body(event))
 
 
 SIGNATURE_DESCRIPTION = (
