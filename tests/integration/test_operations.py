@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,10 +17,18 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from payments_api import __version__
+from payments_api.config.constants import GAUGE_REFRESH_TIMEOUT_SECONDS
 from payments_api.config.settings import Settings
+from payments_api.models import event as events_model
+from payments_api.models import payment_claims
+from payments_api.services.events import EventDispatcher
+from payments_api.utils.clock import utcnow
+from payments_api.utils.metrics import Metrics
 from tests.fixtures.apps import running
 from tests.fixtures.factories import create_merchant, register_user
-from tests.fixtures.servers import free_port, scripts_refused
+from tests.fixtures.payments import collection, open_shop, open_shop_and_pay
+from tests.fixtures.reconciliation import abandoned_payment
+from tests.fixtures.servers import Receiver, free_port, scripts_refused
 
 MERCHANT_ROUTE = "/api/v1/merchants/{merchantId}"
 
@@ -217,3 +227,127 @@ async def test_metrics_have_latency_buckets_by_route(client: httpx.AsyncClient) 
         if labels.get("route") == "/health"
     ]
     assert counts == [3]
+
+
+# --- the gauges /metrics reads at the scrape (services/operational_gauges.py) ---------------
+
+
+def gauge(text: str, name: str, **labels: str) -> float | None:
+    """The one sample of `name` with these labels, or None when the scrape left it out."""
+    found = [value for sample_labels, value in samples(text, name) if sample_labels == labels]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+async def test_metrics_show_an_old_pending_payment_though_no_worker_ran(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    """The worker is another process, which serves no /metrics: the API reads the age from
+    the database itself, and shows the setting the alert compares it with."""
+    text = (await client.get("/metrics")).text
+    assert gauge(text, "oldest_pending_payment_age_seconds") == 0.0  # none pending yet
+
+    shop = await open_shop(client)
+    payment = await abandoned_payment(app, shop, 9_000)
+    ten_minutes_ago = utcnow() - timedelta(minutes=10)
+    await collection(app, "payments").update_one(
+        {"_id": payment.id}, {"$set": {"createdAt": ten_minutes_ago, "updatedAt": ten_minutes_ago}}
+    )
+
+    text = (await client.get("/metrics")).text
+    age = gauge(text, "oldest_pending_payment_age_seconds")
+    assert age is not None
+    assert 600 <= age < 660
+    assert gauge(text, "reconcile_after_seconds") == settings.reconcile_after_seconds
+    assert gauge(text, "database_gauges_fresh") == 1.0
+    assert samples(text, "reconciled_payments_total") == []  # no reconciler pass ran here
+
+
+async def test_metrics_count_events_by_delivery_status_a_dead_one_included(
+    client: httpx.AsyncClient, app: FastAPI, receiver: Receiver
+) -> None:
+    """A dispatcher with a registry of its own (a worker process) retries an event until it
+    is dead; the API's /metrics counts it from the database."""
+    _, payment = await open_shop_and_pay(client, webhookUrl=receiver.url)
+    text = (await client.get("/metrics")).text
+    assert gauge(text, "webhook_events", status="pending") == 1.0
+    assert gauge(text, "webhook_events", status="dead") == 0.0
+
+    services = app.state.services
+    now = [utcnow()]
+    worker = EventDispatcher(
+        services.settings,
+        services.database,
+        services.redis,
+        services.webhooks,
+        Metrics(),
+        clock=lambda: now[0],
+        jitter=lambda: 1.0,
+    )
+    receiver.fail_first = 10_000
+    [stored] = await events_model.for_payment(services.database, payment["paymentId"])
+    for _ in range(200):  # bounded: 24 h of retries is a few dozen attempts
+        assert await worker.run_once() == 1
+        event = await events_model.find_by_id(services.database, stored.id)
+        assert event is not None
+        if event.status == "dead":
+            break
+        now[0] = event.next_attempt_at
+    else:
+        pytest.fail("the event never went dead")
+
+    text = (await client.get("/metrics")).text
+    assert gauge(text, "webhook_events", status="dead") == 1.0
+    assert gauge(text, "webhook_events", status="pending") == 0.0
+    assert gauge(text, "webhook_events_dead_total") == 0.0  # the worker counted it, not this
+
+
+async def test_metrics_show_both_dependencies_ready(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
+    assert gauge(text, "dependency_ready", dependency="mongodb") == 1.0
+    assert gauge(text, "dependency_ready", dependency="redis") == 1.0
+
+
+@pytest.mark.usefixtures("redis_unreachable")
+async def test_metrics_answer_with_redis_down_and_say_so(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert gauge(response.text, "dependency_ready", dependency="redis") == 0.0
+    assert gauge(response.text, "dependency_ready", dependency="mongodb") == 1.0
+    assert gauge(response.text, "database_gauges_fresh") == 1.0
+    assert gauge(response.text, "oldest_pending_payment_age_seconds") == 0.0
+
+
+@pytest.mark.usefixtures("mongodb_unreachable")
+async def test_metrics_answer_with_mongodb_down_leaving_its_figures_out(
+    client: httpx.AsyncClient,
+) -> None:
+    """The figures read from MongoDB are left out (not shown stale); the readiness gauge and
+    `database_gauges_fresh` say why."""
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert gauge(text, "dependency_ready", dependency="mongodb") == 0.0
+    assert gauge(text, "dependency_ready", dependency="redis") == 1.0
+    assert gauge(text, "database_gauges_fresh") == 0.0
+    assert samples(text, "oldest_pending_payment_age_seconds") == []
+    assert samples(text, "webhook_events") == []
+
+
+async def test_metrics_leave_out_a_figure_whose_query_hangs_and_answer_in_time(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert gauge((await client.get("/metrics")).text, "database_gauges_fresh") == 1.0
+
+    async def hangs(*_: Any) -> None:
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(payment_claims, "oldest_created_at", hangs)
+    started = time.monotonic()
+    response = await client.get("/metrics")
+    assert time.monotonic() - started < GAUGE_REFRESH_TIMEOUT_SECONDS + 1.0
+    assert response.status_code == 200
+    assert gauge(response.text, "database_gauges_fresh") == 0.0
+    assert samples(response.text, "oldest_pending_payment_age_seconds") == []
+    assert samples(response.text, "webhook_events") == []
+    assert gauge(response.text, "dependency_ready", dependency="mongodb") == 1.0

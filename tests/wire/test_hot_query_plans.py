@@ -366,7 +366,8 @@ HOT_QUERIES: list[HotQuery] = [
         frozenset({"status_age"}),
         picks=lambda body: "createdAt" in body.get("sort", {}),
         # Sorted by createdAt, which status_age does not hold: the pending payments (few) are
-        # sorted in memory.
+        # sorted in memory, keeping only the first (a top-1 sort). Each reconciler pass and each
+        # /metrics scrape (services/operational_gauges.py) sends it.
         sorts_in_memory=True,
     ),
     HotQuery(
@@ -385,6 +386,13 @@ HOT_QUERIES: list[HotQuery] = [
         unindexed="no index on refunds' status: each reconciler pass scans refunds",
     ),
     HotQuery("events due", EVENTS_, "findAndModify", _claim_due, frozenset({"event_due"})),
+    HotQuery(
+        "events in a delivery status (metric, each scrape)",
+        EVENTS_,
+        "aggregate",
+        _on(event_store.count_in_status, "pending"),
+        frozenset({"event_due"}),
+    ),
     HotQuery("merchant events", EVENTS_, "find", _events(), frozenset({"merchant_events"})),
     HotQuery(
         "merchant events after a cursor",

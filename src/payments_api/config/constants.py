@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 
 class Role(StrEnum):
@@ -73,7 +74,14 @@ API_KEY_PREFIX = "sk"
 WEBHOOK_SECRET_PREFIX = "whsec"  # noqa: S105 - a prefix, not a secret
 REQUEST_ID_MAX_LENGTH = 128
 SERVER_WAIT_SECONDS = 10.0
+CheckResult = Literal["ok", "error", "timeout"]
+"""What one dependency's readiness check found (services/readiness.py)."""
 READINESS_TIMEOUT_SECONDS = 1.0
+"""The longest one dependency's check (GET /ready, and the readiness gauges of /metrics) waits."""
+GAUGE_REFRESH_TIMEOUT_SECONDS = 1.0
+"""The longest /metrics waits for the database's figures (services/operational_gauges.py): the
+queries run beside the readiness checks, so a scrape answers within about a second, well
+inside Prometheus's default 10 s scrape timeout, whatever the dependencies do."""
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
 HEADER_WHITESPACE = b" \t"

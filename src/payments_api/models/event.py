@@ -108,6 +108,12 @@ async def for_payment(db: Database, payment_id: str) -> list[Event]:
     return [Event.from_mongo(raw) async for raw in cursor]
 
 
+async def count_in_status(db: Database, status: EventStatus) -> int:
+    """How many events are in `status` now: a count over the `event_due` index's leading
+    field, so it reads index keys only (the /metrics gauge `webhook_events`)."""
+    return int(await db[COLLECTION].count_documents({"status": status}))
+
+
 async def save_draft(db: Database, event: Event, session: Session = None) -> None:
     """Write the draft of one try of a step, or make the draft an earlier try left describe
     this one when this try's change comes later (a higher `data.sequence`): so the draft holds

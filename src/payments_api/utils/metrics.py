@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from payments_api.utils.optional_gauge import OptionalGauge
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -62,9 +64,44 @@ class Metrics:
             "Charges that landed after their payment had failed, found and refunded.",
             registry=self.registry,
         )
-        self.oldest_pending_age = Gauge(
+        self._scrape_gauges()
+
+    def _scrape_gauges(self) -> None:
+        """What the API reads afresh on each scrape (services/operational_gauges.py), so that
+        every process shows the deployment's state, whichever process did the work: the
+        worker (`payments-api worker`) serves no /metrics, and each of `serve --workers N`
+        has a registry of its own. The database's figures are left out of a scrape whose
+        queries failed (OptionalGauge) rather than shown stale."""
+        self.oldest_pending_age = OptionalGauge(
             "oldest_pending_payment_age_seconds",
-            "Age of the oldest payment still pending (0 when none).",
+            "Age of the oldest payment still pending (0 when none), read from the database; "
+            "absent when it could not be read.",
+            registry=self.registry,
+        )
+        self.webhook_events = OptionalGauge(
+            "webhook_events",
+            "Events now in a delivery status, read from the database: pending (awaiting "
+            "delivery or a retry) and dead (given up on; until redelivered). Absent when it "
+            "could not be read.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.database_gauges_fresh = Gauge(
+            "database_gauges_fresh",
+            "1 when this scrape read the database's figures (oldest pending payment, webhook "
+            "events), 0 when a query failed or timed out and they were left out.",
+            registry=self.registry,
+        )
+        self.dependency_ready = Gauge(
+            "dependency_ready",
+            "1 when the dependency passes the check GET /ready makes, else 0.",
+            ["dependency"],
+            registry=self.registry,
+        )
+        self.reconcile_after = Gauge(
+            "reconcile_after_seconds",
+            "The RECONCILE_AFTER_SECONDS setting: how long a payment stays pending before the "
+            "reconciler settles it.",
             registry=self.registry,
         )
 
