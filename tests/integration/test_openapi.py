@@ -16,14 +16,6 @@ INT64_MAX = 2**63 - 1
 MAX_PAGE_SIZE = 100
 
 
-@pytest.fixture
-async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get("/openapi.json")
-    assert response.status_code == 200
-    document: dict[str, Any] = response.json()
-    return document
-
-
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for path, item in document["paths"].items():
         for method, operation in item.items():

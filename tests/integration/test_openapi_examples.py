@@ -45,14 +45,6 @@ MODELS: dict[str, type[BaseModel]] = {
 """The model of each schema an example is given for, by the schema's name."""
 
 
-@pytest.fixture
-async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get("/openapi.json")
-    assert response.status_code == 200
-    document: dict[str, Any] = response.json()
-    return document
-
-
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for section in ("paths", "webhooks"):
         for path, item in document.get(section, {}).items():

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures.processes import eventually
 from tests.fixtures.relay import Relay
+from tests.fixtures.servers import serving
 
 
 class Echo(socketserver.ThreadingTCPServer):
@@ -46,14 +47,8 @@ class Echo(socketserver.ThreadingTCPServer):
 @pytest.fixture
 def echo() -> Iterator[Echo]:
     server = Echo()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture

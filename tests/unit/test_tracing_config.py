@@ -26,33 +26,44 @@ def test_no_endpoint_means_no_traces(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not with_env(monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT="  ").tracing_enabled
 
 
-def test_a_base_endpoint_over_http_gets_the_traces_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = with_env(monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318/")
+@pytest.mark.parametrize(
+    ("variables", "protocol", "endpoint"),
+    [
+        pytest.param(  # http/protobuf: the specification's default protocol
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"},
+            "http/protobuf",
+            "http://collector:4318/v1/traces",
+            id="a base endpoint over http gets the traces path",
+        ),
+        pytest.param(
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            },
+            "grpc",
+            "http://collector:4317",
+            id="a base endpoint over grpc is used as is",
+        ),
+        pytest.param(
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:9999/custom",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            },
+            "http/protobuf",
+            "http://traces:9999/custom",
+            id="the traces variables win over the general ones",
+        ),
+    ],
+)
+def test_where_spans_go(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], protocol: str, endpoint: str
+) -> None:
+    settings = with_env(monkeypatch, **variables)
     assert settings.tracing_enabled
-    assert settings.otlp_traces_protocol == "http/protobuf"  # the specification's default
-    assert settings.otlp_traces_endpoint == "http://collector:4318/v1/traces"
-
-
-def test_a_base_endpoint_over_grpc_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = with_env(
-        monkeypatch,
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317",
-        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-    )
-    assert settings.otlp_traces_protocol == "grpc"
-    assert settings.otlp_traces_endpoint == "http://collector:4317"
-
-
-def test_the_traces_variables_win_over_the_general_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = with_env(
-        monkeypatch,
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317",
-        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://traces:9999/custom",
-        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
-    )
-    assert settings.otlp_traces_protocol == "http/protobuf"
-    assert settings.otlp_traces_endpoint == "http://traces:9999/custom"
+    assert settings.otlp_traces_protocol == protocol
+    assert settings.otlp_traces_endpoint == endpoint
 
 
 def test_the_sdk_disabled_turns_traces_off(monkeypatch: pytest.MonkeyPatch) -> None:
